@@ -1,0 +1,1 @@
+"""Benchmark harness for the postbacks intake: run with ``python -m bench`` (see README.md)."""

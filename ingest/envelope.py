@@ -1,0 +1,71 @@
+"""The intake message format (internal to this project). Pure: no I/O.
+
+Postbacks accepted together share one AMQP message on ``NS.intake`` (group commit), so a
+message carries one or more records. Each record keeps the body byte for byte with what
+the receiver learned without parsing it: a unique postback id, when it was accepted, the
+format (``xml``/``json``) and the HTTP charset, if any.
+
+Wire form: ``PB1`` then, per record, ``!H`` length + metadata (fields joined by ``\\x1f``)
+and ``!I`` length + body.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CONTENT_TYPE = "application/vnd.postbacks.batch"
+MAGIC = b"PB1"
+_META = struct.Struct("!H")
+_BODY = struct.Struct("!I")
+_SEP = "\x1f"
+
+
+class BadEnvelope(ValueError):
+    """An intake message that this project did not write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    postback_id: str
+    received_at: str
+    fmt: str
+    charset: str | None
+    body: bytes
+
+
+def pack(records: Iterable[Record]) -> bytes:
+    parts = [MAGIC]
+    for rec in records:
+        meta = _SEP.join((rec.postback_id, rec.received_at, rec.fmt, rec.charset or "")).encode()
+        parts += (_META.pack(len(meta)), meta, _BODY.pack(len(rec.body)), rec.body)
+    return b"".join(parts)
+
+
+def unpack(data: bytes) -> list[Record]:
+    if not data.startswith(MAGIC):
+        raise BadEnvelope("intake message does not start with PB1")
+    view = memoryview(data)
+    pos, end, out = len(MAGIC), len(data), []
+    try:
+        while pos < end:
+            (meta_len,) = _META.unpack_from(view, pos)
+            pos += _META.size
+            meta = bytes(view[pos : pos + meta_len]).decode()
+            pos += meta_len
+            (body_len,) = _BODY.unpack_from(view, pos)
+            pos += _BODY.size
+            if pos + body_len > end:
+                raise BadEnvelope("intake message is truncated")
+            body = bytes(view[pos : pos + body_len])
+            pos += body_len
+            postback_id, received_at, fmt, charset = meta.split(_SEP)
+            out.append(Record(postback_id, received_at, fmt, charset or None, body))
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, BadEnvelope):
+            raise
+        raise BadEnvelope(f"intake message is malformed: {exc}") from None
+    if not out:
+        raise BadEnvelope("intake message holds no postback")
+    return out

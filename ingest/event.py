@@ -1,0 +1,281 @@
+"""The schema-1 event: normalization, identity and routing. Pure: no I/O.
+
+``normalize`` turns the fields of a parsed postback into the event the contract defines;
+``event_id`` hashes its identity; ``routing_key`` and ``amqp_headers`` give what goes on
+the wire. ``Event`` is a typed view for downstream Python code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ingest.codes import classify
+from ingest.postback import NotAPostback
+
+SCHEMA = 1
+
+# Sinch's field name -> the event's key, for every named scalar field.
+SCALAR_FIELDS: dict[str, str] = {
+    "status": "status_text",
+    "status-details": "status_details",
+    "sent-as": "sent_as",
+    "tracking-id": "tracking_id",
+    "client-reference": "client_reference",
+    "mms-id": "mms_id",
+    "operator-id": "operator_id",
+    "handset": "handset",
+    "from": "from",
+    "to": "to",
+    "timestamp": "timestamp",
+    "error-info": "error_info",
+    "content-type": "content_type",
+    "content-name": "content_name",
+    "audio-name": "audio_name",
+    "video-name": "video_name",
+    "keyword": "keyword",
+    "message-subject": "message_subject",
+}
+# List fields: Sinch's name -> (the event's key, the name of each item's element).
+LIST_FIELDS: dict[str, tuple[str, str]] = {
+    "content": ("content_files", "file"),
+    "copy-to": ("copy_to", "number"),
+}
+KNOWN_FIELDS = frozenset({"origin", "code", *SCALAR_FIELDS, *LIST_FIELDS})
+
+# Every key of a schema-1 event, in the order it is written.
+EVENT_KEYS: tuple[str, ...] = (
+    "schema",
+    "event_id",
+    "origin",
+    "code",
+    "family",
+    "status",
+    "final",
+    *SCALAR_FIELDS.values(),
+    "content_files",
+    "copy_to",
+    "extra",
+    "format",
+    "received_at",
+)
+NOT_IDENTITY = frozenset({"event_id", "format", "received_at"})
+
+_TIMESTAMP = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?"
+    r"(?:(Z)|([+-])(\d{2}):?(\d{2}))?$",
+    re.IGNORECASE,
+)
+_ROUTING_UNSAFE = re.compile(r"[.#*\s]+")
+
+
+def text(value: Any) -> str | None:
+    """A named field's value as a stripped string; empty means ``None``.
+
+    JSON numbers and booleans become their JSON text (``31003`` -> ``"31003"``); an XML
+    element with attributes gives its text; anything else structured becomes compact JSON.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        stripped = value.strip()
+        return stripped or None
+    if isinstance(value, dict) and set(value) - {"#text"} <= {k for k in value if k[:1] == "@"}:
+        return text(value.get("#text"))
+    return orjson.dumps(value).decode()
+
+
+def items(value: Any, element: str) -> list[str]:
+    """The texts of a list field: XML ``<content><file>U</file>...`` or JSON
+    ``[{"file": "U"}, ...]``, in order; one item is a list of one."""
+    out: list[str] = []
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop(0)
+        if item is None:
+            continue
+        if isinstance(item, list):
+            pending[0:0] = item
+        elif isinstance(item, dict) and element in item:
+            pending.insert(0, item[element])
+        else:
+            value_text = text(item)
+            if value_text is not None:
+                out.append(value_text)
+    return out
+
+
+def utc_timestamp(value: str | None) -> str | None:
+    """Sinch's timestamp in UTC as ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``.
+
+    Offsets ``-05:00`` and ``-0500`` are applied, no offset means UTC, the fraction digits
+    are kept as sent, and text that is no timestamp is returned verbatim.
+    """
+    if value is None:
+        return None
+    match = _TIMESTAMP.match(value)
+    if match is None:
+        return value
+    year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = match.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:
+        return value
+    if sign is not None:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        moment = moment - offset if sign == "+" else moment + offset
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (fraction or "") + "Z"
+
+
+def received_at_now() -> str:
+    """The receiver's acceptance time, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_id(event: dict[str, Any]) -> str:
+    """Lower-case hex SHA-256 of the event without ``event_id``, ``format``, ``received_at``,
+    as compact JSON with sorted keys."""
+    identity = {k: v for k, v in event.items() if k not in NOT_IDENTITY}
+    return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def normalize(fields: dict[str, Any], fmt: str, received_at: str) -> dict[str, Any]:
+    """The schema-1 event for a parsed postback's ``fields``.
+
+    Raises :class:`NotAPostback` when ``origin`` or ``code`` is missing or empty.
+    """
+    origin = text(fields.get("origin"))
+    code = text(fields.get("code"))
+    if origin is None or code is None:
+        missing = " and ".join(n for n, v in (("origin", origin), ("code", code)) if v is None)
+        raise NotAPostback(f"not a postback: no {missing}")
+    code = code.upper()
+    scalars = {key: text(fields.get(name)) for name, key in SCALAR_FIELDS.items()}
+    scalars["timestamp"] = utc_timestamp(scalars["timestamp"])
+    family, status, final = classify(code, scalars["status_text"])
+    event: dict[str, Any] = {
+        "schema": SCHEMA,
+        "event_id": "",
+        "origin": origin,
+        "code": code,
+        "family": family,
+        "status": status,
+        "final": final,
+        **scalars,
+    }
+    for name, (key, element) in LIST_FIELDS.items():
+        event[key] = items(fields.get(name), element)
+    event["extra"] = {k: v for k, v in fields.items() if k not in KNOWN_FIELDS}
+    event["format"] = fmt
+    event["received_at"] = received_at
+    event["event_id"] = event_id(event)
+    return event
+
+
+def _segment(value: str) -> str:
+    return _ROUTING_UNSAFE.sub("_", value.lower()) or "_"
+
+
+def routing_key(event: dict[str, Any]) -> str:
+    """``ORIGIN.FAMILY.STATUS.CODE`` in lower case, e.g. ``mms_mt.delivery.delivered.n102``.
+
+    Characters that mean something to a topic exchange (``.``, ``#``, ``*``, white space)
+    inside one part become ``_``, so an odd origin cannot shift the parts.
+    """
+    parts = (event["origin"], event["family"], event["status"], event["code"])
+    return ".".join(_segment(part) for part in parts)
+
+
+def amqp_headers(event: dict[str, Any]) -> dict[str, str]:
+    """Headers ``code``, ``origin``, ``status``, ``tracking_id``; null values left out."""
+    headers = {
+        "code": event["code"],
+        "origin": event["origin"],
+        "status": event["status"],
+        "tracking_id": event["tracking_id"],
+    }
+    return {k: v for k, v in headers.items() if v is not None}
+
+
+def parse_received_at(value: str) -> datetime:
+    """``received_at`` back as an aware UTC datetime."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A schema-1 event as downstream Python code sees it: ``Event.from_json(message.body)``."""
+
+    schema: int
+    event_id: str
+    origin: str
+    code: str
+    family: str
+    status: str
+    final: bool
+    status_text: str | None
+    status_details: str | None
+    sent_as: str | None
+    tracking_id: str | None
+    client_reference: str | None
+    mms_id: str | None
+    operator_id: str | None
+    handset: str | None
+    from_: str | None
+    to: str | None
+    timestamp: str | None
+    error_info: str | None
+    content_type: str | None
+    content_name: str | None
+    audio_name: str | None
+    video_name: str | None
+    keyword: str | None
+    message_subject: str | None
+    content_files: list[str] = field(default_factory=list)
+    copy_to: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: str = "json"
+    received_at: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"unsupported event schema {data.get('schema')!r}")
+        missing = [key for key in EVENT_KEYS if key not in data]
+        if missing:
+            raise ValueError(f"event lacks {', '.join(missing)}")
+        values = {("from_" if key == "from" else key): data[key] for key in EVENT_KEYS}
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> Event:
+        data = orjson.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("an event is a JSON object")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, "from_" if key == "from" else key) for key in EVENT_KEYS}
+
+    @property
+    def received(self) -> datetime:
+        return parse_received_at(self.received_at)
+
+
+__all__ = [
+    "EVENT_KEYS",
+    "SCHEMA",
+    "Event",
+    "NotAPostback",
+    "amqp_headers",
+    "event_id",
+    "normalize",
+    "received_at_now",
+    "routing_key",
+    "utc_timestamp",
+]

@@ -1,0 +1,130 @@
+"""Parse a raw postback body (XML or JSON) into its fields. Pure: no I/O.
+
+Everything that is not a postback raises :class:`NotAPostback` with a reason fit for the
+``x-error`` header of the quarantine queue.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any
+from xml.parsers import expat as _expat
+
+import orjson
+import xmltodict
+
+# Deeper documents are not postbacks; the bound keeps every later step (normalization,
+# serialization of ``extra``) far away from recursion limits.
+MAX_DEPTH = 32
+
+_BOM = codecs.BOM_UTF8
+
+
+class NotAPostback(ValueError):
+    """The body cannot become an event; ``str(exc)`` is the quarantine reason."""
+
+
+def _doctype_forbidden(*_args: object) -> None:
+    raise NotAPostback("DTD declarations are not accepted")
+
+
+class _NoDoctypeExpat:
+    """An ``expat`` stand-in for xmltodict whose parsers refuse any DOCTYPE outright.
+
+    xmltodict already refuses entity declarations; refusing the DOCTYPE as well turns away
+    external DTDs and entities pointing at files before anything is resolved.
+    """
+
+    @staticmethod
+    def ParserCreate(
+        encoding: str | None = None, namespace_separator: str | None = None
+    ) -> Any:
+        parser = _expat.ParserCreate(encoding, namespace_separator)
+        parser.StartDoctypeDeclHandler = _doctype_forbidden
+        parser.SetParamEntityParsing(_expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        return parser
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON-like value, computed without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _decode(body: bytes, charset: str) -> str:
+    try:
+        return body.decode(charset)
+    except LookupError:
+        raise NotAPostback(f"unknown charset {charset!r}") from None
+    except UnicodeDecodeError as exc:
+        raise NotAPostback(
+            f"body is not valid {charset}: {exc.reason} at byte {exc.start}"
+        ) from None
+
+
+def parse_xml(body: bytes, charset: str | None = None) -> dict[str, Any]:
+    """Fields of an XML ``<postback>``: nested elements as dicts, attributes as ``@name``."""
+    encoding: str | None = None
+    if charset:
+        # The HTTP charset wins over the XML declaration: decode, and tell expat so.
+        body = _decode(body, charset).encode("utf-8")
+        encoding = "utf-8"
+    try:
+        doc = xmltodict.parse(body, encoding=encoding, expat=_NoDoctypeExpat)
+    except NotAPostback:
+        raise
+    except _expat.ExpatError as exc:
+        raise NotAPostback(f"not well-formed XML: {exc}") from None
+    except ValueError as exc:  # xmltodict refuses entity declarations this way
+        raise NotAPostback(f"XML entities are not accepted: {exc}") from None
+    if not isinstance(doc, dict) or len(doc) != 1 or "postback" not in doc:
+        root = next(iter(doc), None) if isinstance(doc, dict) else None
+        raise NotAPostback(f"not a postback: XML root is <{root}>, not <postback>")
+    fields = doc["postback"]
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, dict):
+        raise NotAPostback("not a postback: <postback> holds only text")
+    if _depth(fields) > MAX_DEPTH:
+        raise NotAPostback(f"not a postback: nested deeper than {MAX_DEPTH} levels")
+    return fields
+
+
+def parse_json(body: bytes, charset: str | None = None) -> dict[str, Any]:
+    """Fields of a JSON postback object, as sent."""
+    data: bytes | str = body
+    if charset and charset.replace("-", "").replace("_", "").lower() not in ("utf8",):
+        data = _decode(body, charset)
+    elif body.startswith(_BOM):
+        data = body[len(_BOM) :]
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise NotAPostback(f"not well-formed JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise NotAPostback(f"not a postback: JSON {type(doc).__name__}, not an object")
+    if _depth(doc) > MAX_DEPTH:
+        raise NotAPostback(f"not a postback: nested deeper than {MAX_DEPTH} levels")
+    return doc
+
+
+def parse(body: bytes, fmt: str, charset: str | None = None) -> dict[str, Any]:
+    """Fields of a postback that arrived as ``fmt`` (``xml`` or ``json``)."""
+    if fmt == "xml":
+        return parse_xml(body, charset)
+    if fmt == "json":
+        return parse_json(body, charset)
+    raise NotAPostback(f"unknown format {fmt!r}")

@@ -1,0 +1,276 @@
+"""The receiver's link to RabbitMQ: group commit into ``NS.intake``.
+
+Postbacks arriving together share one persistent message and one publisher confirm. A
+batch closes when it is full or as soon as a publish slot is free: under light load every
+postback is published on its own, under heavy load batches grow while earlier ones wait for
+their confirm. A postback's future resolves only once its batch is confirmed (or fsynced
+into the spool, when one is configured); otherwise it fails with :class:`Unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from pamqp.commands import Basic
+
+from ingest import envelope, topology
+from ingest.envelope import Record
+from ingest.settings import Settings
+from ingest.spool import Spool
+
+log = logging.getLogger("postbacks.publisher")
+
+MAX_BATCH_POSTBACKS = 512
+MAX_BATCH_BYTES = 1 << 20
+MAX_IN_FLIGHT = 8
+RECONNECT_MIN, RECONNECT_MAX = 0.2, 3.0
+
+
+class Unavailable(Exception):
+    """The broker cannot take the postback now: answer 503."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    record: Record
+    future: asyncio.Future[str]
+    deadline: float
+
+
+class IntakePublisher:
+    """Owns the AMQP connection of a receiver; reconnects by itself."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.on_batch = on_batch
+        self.problem: str | None = "not connected yet"
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._pending: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._prefix = uuid.uuid4().hex[:12]
+        self._seq = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
+
+    def next_id(self) -> str:
+        self._seq += 1
+        return f"{self._prefix}-{self._seq}"
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._maintain(), name="broker-link"),
+            asyncio.create_task(self._flusher(), name="group-commit"),
+        ]
+        if self.spool is not None:
+            self._tasks.append(asyncio.create_task(self._forward_spool(), name="spool-forwarder"))
+
+    async def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.ready
+
+    async def stop(self) -> None:
+        """Publish what is pending, wait for in-flight confirms, then close."""
+        self._stopping = True
+        self._wakeup.set()
+        deadline = time.monotonic() + self.settings.confirm_timeout + 1
+        while (self._pending or self._in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._connection is not None:
+            await self._connection.close()
+        if self.spool is not None:
+            self.spool.close()
+
+    # --- accepting postbacks -------------------------------------------------------------
+
+    async def submit(self, record: Record) -> str:
+        """Wait until ``record`` is durable; returns ``"confirmed"`` or ``"spooled"``.
+
+        Raises :class:`Unavailable` when it is neither within the confirm timeout.
+        """
+        if not self.ready and self.spool is None:
+            raise Unavailable(self.problem or "broker unavailable")
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.confirm_timeout
+        pending = _Pending(record, loop.create_future(), time.monotonic() + timeout)
+        self._pending.append(pending)
+        self._wakeup.set()
+        try:
+            # The batch itself is bounded by the confirm timeout; this outer bound only
+            # guards against a batch that waited long for a free publish slot.
+            return await asyncio.wait_for(asyncio.shield(pending.future), 2 * timeout + 1)
+        except TimeoutError:
+            raise Unavailable("broker did not confirm in time") from None
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                await self._slots.acquire()
+                batch = self._take_batch()
+                if not batch:
+                    self._slots.release()
+                    break
+                task = asyncio.create_task(self._publish(batch))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    def _take_batch(self) -> list[_Pending]:
+        size, count = 0, 0
+        for item in self._pending:
+            size += len(item.record.body) + 64
+            if count and (count >= MAX_BATCH_POSTBACKS or size > MAX_BATCH_BYTES):
+                break
+            count += 1
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        return batch
+
+    async def _publish(self, batch: list[_Pending]) -> None:
+        try:
+            started = time.monotonic()
+            try:
+                await self.send([p.record for p in batch], min(p.deadline for p in batch) - started)
+            except Exception as exc:  # any failure means "not confirmed"
+                await self._fallback(batch, exc)
+                return
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.monotonic() - started)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_result("confirmed")
+        finally:
+            self._slots.release()
+
+    async def _fallback(self, batch: list[_Pending], exc: BaseException) -> None:
+        reason = _describe(exc) if not isinstance(exc, Unavailable) else str(exc)
+        if self.spool is not None:
+            try:
+                await self.spool.append([p.record for p in batch])
+            except OSError as spool_exc:
+                log.error("spool write failed", extra={"error": str(spool_exc)})
+            else:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_result("spooled")
+                return
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(Unavailable(reason))
+                item.future.exception()  # retrieved: the waiter may already have gone
+
+    async def send(self, records: list[Record], timeout: float) -> None:
+        """Publish ``records`` as one persistent intake message and wait for the confirm."""
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            raise Unavailable(self.problem or "broker unavailable")
+        if timeout <= 0:
+            raise Unavailable("broker did not confirm in time")
+        message = aio_pika.Message(
+            envelope.pack(records),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type=envelope.CONTENT_TYPE,
+            message_id=uuid.uuid4().hex,
+            headers={"x-postbacks": len(records)},
+        )
+        try:
+            confirm = await asyncio.wait_for(
+                channel.default_exchange.publish(
+                    message, routing_key=self.settings.names.intake, mandatory=True
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            raise Unavailable("broker did not confirm in time") from None
+        if not isinstance(confirm, Basic.Ack):
+            raise Unavailable(f"broker did not take the postback: {confirm!r}")
+
+    # --- the connection --------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        delay = RECONNECT_MIN
+        while not self._stopping:
+            lost = asyncio.Event()
+            try:
+                connection = await aio_pika.connect(self.settings.amqp_url, timeout=5)
+                self._connection = connection
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                await topology.declare(channel, self.settings.names)
+                on_close = _setter(lost)
+                connection.close_callbacks.add(on_close)
+                channel.close_callbacks.add(on_close)
+                self._channel = channel
+                self.problem = None
+                delay = RECONNECT_MIN
+                log.info("broker connected")
+                await lost.wait()
+                self.problem = "broker connection lost"
+                log.warning("broker connection lost")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep retrying whatever went wrong
+                self.problem = f"broker unreachable: {_describe(exc)}"
+                log.warning("broker unreachable", extra={"error": _describe(exc)})
+            finally:
+                self._channel = None
+                if self._connection is not None and not self._stopping:
+                    with contextlib.suppress(Exception):
+                        await self._connection.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _forward_spool(self) -> None:
+        assert self.spool is not None
+        while True:
+            await asyncio.sleep(0.5)
+            if not self.ready or self.spool.pending == 0:
+                continue
+            try:
+                moved = await self.spool.forward(
+                    lambda recs: self.send(recs, self.settings.confirm_timeout),
+                    MAX_BATCH_POSTBACKS,
+                )
+            except Exception as exc:  # the broker went away again: retry later
+                log.warning("spool forwarding interrupted", extra={"error": _describe(exc)})
+            else:
+                if moved:
+                    log.info("spool forwarded", extra={"postbacks": moved})
+
+
+def _setter(event: asyncio.Event) -> Callable[..., None]:
+    def on_close(*_args: object) -> None:
+        event.set()
+
+    return on_close
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

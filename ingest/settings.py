@@ -1,0 +1,233 @@
+"""Settings: built once at start-up from the environment and flags, then passed down.
+
+Every variable of the contract has a flag beside it; the flag wins. A bad value raises
+:class:`BadSetting` naming the variable; the CLI turns that into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from ingest.names import NAMESPACE, Names
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BadSetting(ValueError):
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    variable: str
+    flag: str
+    default: str | None
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("AMQP_URL", "--amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "the RabbitMQ broker"),
+    Option("REDIS_URL", "--redis-url", None, "shared dedup store (unset: in-process store)"),
+    Option("POSTBACKS_NAMESPACE", "--namespace", "postbacks", "prefix of every exchange/queue"),
+    Option("INGEST_HOST", "--host", "0.0.0.0", "where the receiver listens"),
+    Option("INGEST_PORT", "--port", "8080", "where the receiver listens"),
+    Option("INGEST_MAX_BODY", "--max-body", "65536", "largest accepted body, in bytes"),
+    Option("INGEST_BASIC_AUTH", "--basic-auth", None, "user:password required on postbacks"),
+    Option("INGEST_ALLOW_FROM", "--allow-from", None, "comma-separated CIDRs allowed to post"),
+    Option("INGEST_CONFIRM_TIMEOUT", "--confirm-timeout", "5", "seconds to wait for a confirm"),
+    Option("INGEST_SPOOL_DIR", "--spool-dir", None, "local spool while the broker is away"),
+    Option("DEDUP_TTL", "--dedup-ttl", "604800", "seconds an event id is remembered"),
+    Option("WORKER_METRICS_PORT", "--metrics-port", "9101", "worker /metrics and /healthz"),
+    Option("LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+)
+BY_VARIABLE = {opt.variable: opt for opt in OPTIONS}
+SECRETS = frozenset({"INGEST_BASIC_AUTH"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    redis_url: str | None = None
+    namespace: str = "postbacks"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body: int = 65536
+    basic_auth: tuple[str, str] | None = None
+    allow_from: tuple[IPNetwork, ...] = ()
+    confirm_timeout: float = 5.0
+    spool_dir: Path | None = None
+    dedup_ttl: int = 604800
+    metrics_port: int = 9101
+    log_level: str = "INFO"
+    names: Names = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", Names(self.namespace))
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, flags: Mapping[str, str | None] | None = None
+    ) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``) overridden by ``flags``
+        (keyed by variable name; ``None`` means the flag was not given)."""
+        env = os.environ if environ is None else environ
+        given = flags or {}
+
+        def raw(variable: str) -> str | None:
+            flag = given.get(variable)
+            if flag is not None:
+                return flag
+            value = env.get(variable)
+            if value is not None and value.strip() != "":
+                return value.strip()
+            return BY_VARIABLE[variable].default
+
+        def required(variable: str) -> str:
+            value = raw(variable)
+            assert value is not None, variable
+            return value
+
+        spool = raw("INGEST_SPOOL_DIR")
+        return cls(
+            amqp_url=_url("AMQP_URL", required("AMQP_URL"), ("amqp", "amqps")),
+            redis_url=_optional(raw("REDIS_URL"), lambda v: _url("REDIS_URL", v, _REDIS)),
+            namespace=_namespace(required("POSTBACKS_NAMESPACE")),
+            host=required("INGEST_HOST"),
+            port=_port("INGEST_PORT", required("INGEST_PORT")),
+            max_body=_integer("INGEST_MAX_BODY", required("INGEST_MAX_BODY"), 1, 1 << 30),
+            basic_auth=_optional(raw("INGEST_BASIC_AUTH"), _basic_auth),
+            allow_from=_cidrs(raw("INGEST_ALLOW_FROM")),
+            confirm_timeout=_seconds("INGEST_CONFIRM_TIMEOUT", required("INGEST_CONFIRM_TIMEOUT")),
+            spool_dir=Path(spool) if spool else None,
+            dedup_ttl=_integer("DEDUP_TTL", required("DEDUP_TTL"), 1, 10 * 365 * 86400),
+            metrics_port=_port("WORKER_METRICS_PORT", required("WORKER_METRICS_PORT")),
+            log_level=_log_level(required("LOG_LEVEL")),
+        )
+
+    def effective(self) -> dict[str, str | None]:
+        """The configuration as variables, secrets masked: for the start-up log line."""
+        values: dict[str, str | None] = {
+            "AMQP_URL": mask_url(self.amqp_url),
+            "REDIS_URL": mask_url(self.redis_url) if self.redis_url else None,
+            "POSTBACKS_NAMESPACE": self.namespace,
+            "INGEST_HOST": self.host,
+            "INGEST_PORT": str(self.port),
+            "INGEST_MAX_BODY": str(self.max_body),
+            "INGEST_BASIC_AUTH": f"{self.basic_auth[0]}:***" if self.basic_auth else None,
+            "INGEST_ALLOW_FROM": ",".join(str(n) for n in self.allow_from) or None,
+            "INGEST_CONFIRM_TIMEOUT": f"{self.confirm_timeout:g}",
+            "INGEST_SPOOL_DIR": str(self.spool_dir) if self.spool_dir else None,
+            "DEDUP_TTL": str(self.dedup_ttl),
+            "WORKER_METRICS_PORT": str(self.metrics_port),
+            "LOG_LEVEL": self.log_level,
+        }
+        return values
+
+
+_REDIS = ("redis", "rediss", "unix")
+T = TypeVar("T")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _optional(value: str | None, convert: Callable[[str], T]) -> T | None:
+    return None if value is None else convert(value)
+
+
+def _url(variable: str, value: str, schemes: tuple[str, ...]) -> str:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError as exc:
+        raise BadSetting(variable, f"not a valid URL ({exc})") from None
+    if parts.scheme not in schemes:
+        raise BadSetting(variable, f"URL scheme must be one of {', '.join(schemes)}: {value!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise BadSetting(variable, f"URL has no host: {mask_url(value)!r}")
+    del port
+    return value
+
+
+def _integer(variable: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadSetting(variable, f"not an integer: {value!r}") from None
+    if not low <= number <= high:
+        raise BadSetting(variable, f"{number} is out of range {low}..{high}")
+    return number
+
+
+def _port(variable: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadSetting(variable, f"not a port number: {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise BadSetting(variable, f"port {number} is out of range 0..65535")
+    return number
+
+
+def _seconds(variable: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise BadSetting(variable, f"not a number of seconds: {value!r}") from None
+    if not 0 < seconds <= 300:
+        raise BadSetting(variable, f"{value} seconds is out of range (0, 300]")
+    return seconds
+
+
+def _namespace(value: str) -> str:
+    if not NAMESPACE.match(value):
+        raise BadSetting("POSTBACKS_NAMESPACE", f"use letters, digits, '_', '-', '.': {value!r}")
+    return value
+
+
+def _basic_auth(value: str) -> tuple[str, str]:
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise BadSetting("INGEST_BASIC_AUTH", "expected user:password")
+    return user, password
+
+
+def _cidrs(value: str | None) -> tuple[IPNetwork, ...]:
+    if value is None:
+        return ()
+    networks = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError as exc:
+            raise BadSetting("INGEST_ALLOW_FROM", f"bad CIDR {part.strip()!r}: {exc}") from None
+    if not networks:
+        raise BadSetting("INGEST_ALLOW_FROM", "no CIDR given")
+    return tuple(networks)
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise BadSetting("LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}, not {value!r}")
+    return level

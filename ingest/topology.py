@@ -1,0 +1,63 @@
+"""Declare every exchange and queue of the contract. Idempotent; every process runs it."""
+
+from __future__ import annotations
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pamqp.common import Arguments
+
+from ingest.names import DELIVERY_LIMIT, Names
+
+QUORUM: Arguments = {"x-queue-type": "quorum"}
+
+
+async def declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
+    return await channel.declare_queue(name, durable=True, arguments=QUORUM)
+
+
+async def declare_intake(channel: AbstractChannel, names: Names) -> AbstractQueue:
+    """``NS.intake``: a poison message is dead-lettered into quarantine after
+    ``DELIVERY_LIMIT`` deliveries, so it can never loop for ever."""
+    return await channel.declare_queue(
+        names.intake,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": names.quarantine,
+        },
+    )
+
+
+async def declare_events(channel: AbstractChannel, names: Names) -> AbstractExchange:
+    """``NS.events`` with its alternate exchange ``NS.unrouted`` and that queue."""
+    unrouted = await channel.declare_exchange(
+        names.unrouted, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    queue = await declare_queue(channel, names.unrouted)
+    await queue.bind(unrouted, routing_key="")
+    return await channel.declare_exchange(
+        names.events,
+        aio_pika.ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": names.unrouted},
+    )
+
+
+async def declare(channel: AbstractChannel, names: Names) -> None:
+    """Every exchange and queue of the contract (quarantine first: intake dead-letters there)."""
+    await declare_queue(channel, names.quarantine)
+    await declare_intake(channel, names)
+    await declare_events(channel, names)
+
+
+async def subscribe(
+    channel: AbstractChannel, names: Names, name: str, patterns: list[str]
+) -> AbstractQueue:
+    """A durable subscriber queue ``NS.sub.NAME`` bound with each pattern; adds, never removes."""
+    events = await declare_events(channel, names)
+    queue = await declare_queue(channel, names.subscriber(name))
+    for pattern in patterns:
+        await queue.bind(events, routing_key=pattern)
+    return queue

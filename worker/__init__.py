@@ -1,0 +1,1 @@
+"""Workers: turn accepted postbacks into deduplicated schema-1 events."""

@@ -1,0 +1,239 @@
+"""The ``postbacks`` command line: run, receive, work, topology, subscribe, replay, tail."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from ingest import logs
+from ingest.app import create_app as create_receiver
+from ingest.settings import OPTIONS, BadSetting, Settings
+from worker import tools
+from worker.dedup import open_store
+from worker.http import create_app as create_worker_http
+from worker.metrics import WorkerMetrics
+from worker.worker import Worker
+
+log = logging.getLogger("postbacks")
+
+SHUTDOWN_TIMEOUT = 8.0  # stays under the contract's 10 s for SIGTERM
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("configuration (each flag overrides its variable)")
+    for option in OPTIONS:
+        default = f" (default {option.default})" if option.default is not None else ""
+        group.add_argument(
+            option.flag,
+            dest=option.variable,
+            metavar=option.variable,
+            help=f"{option.help}{default}",
+        )
+    parser = argparse.ArgumentParser(
+        prog="postbacks", description="Durable intake for Sinch MMS postbacks."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", parents=[common], help="receiver and one worker (one machine)")
+    commands.add_parser("receive", parents=[common], help="the HTTP receiver only")
+    commands.add_parser("work", parents=[common], help="one worker only")
+    commands.add_parser("topology", parents=[common], help="declare exchanges and queues, exit")
+    sub = commands.add_parser(
+        "subscribe", parents=[common], help="declare NS.sub.NAME bound to the events exchange"
+    )
+    sub.add_argument("name", metavar="NAME")
+    sub.add_argument("patterns", metavar="PATTERN", nargs="+", help="e.g. mms_mt.delivery.#")
+    replay = commands.add_parser(
+        "replay", parents=[common], help="move quarantined postbacks back to the intake queue"
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="list what would move and why, move nothing"
+    )
+    tail = commands.add_parser("tail", parents=[common], help="print events as they fan out")
+    tail.add_argument("pattern", metavar="PATTERN", nargs="?", default="#")
+    tail.add_argument("--format", choices=("json", "human"), default="json", dest="output")
+    commands.add_parser("stats", parents=[common], help="queue depths, consumers, rates")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {option.variable: getattr(args, option.variable, None) for option in OPTIONS}
+    return Settings.load(flags=flags)
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _where(settings: Settings, port: int) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{port}/postbacks"
+
+
+async def receive(settings: Settings) -> None:
+    stop = _stop_event()
+    runner = web.AppRunner(
+        create_receiver(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
+    await site.start()
+    port = settings.port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    log.info("receiver listening", extra={"url": _where(settings, port), "port": port})
+    await stop.wait()
+    log.info("receiver stopping: answering requests in flight")
+    await runner.cleanup()
+    log.info("receiver stopped")
+
+
+async def work(settings: Settings) -> None:
+    stop = _stop_event()
+    store = open_store(settings.redis_url, settings.dedup_ttl, settings.namespace)
+    worker = Worker(settings, store, WorkerMetrics())
+    runner = web.AppRunner(create_worker_http(worker), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.metrics_port, reuse_address=True)
+    await site.start()
+    log.info(
+        "worker started",
+        extra={
+            "metrics_port": settings.metrics_port,
+            "dedup": "redis" if settings.redis_url else "memory",
+        },
+    )
+    running = asyncio.create_task(worker.run())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    worker.stop()
+    try:
+        await asyncio.wait_for(running, SHUTDOWN_TIMEOUT)
+    except TimeoutError:
+        log.warning("worker did not finish in time; unacked messages return to the queue")
+    await runner.cleanup()
+    await store.close()
+    log.info("worker stopped", extra={"published": worker.published})
+
+
+def run_both(argv: Sequence[str]) -> int:
+    """``postbacks run``: a receiver and a worker as two child processes (one per core),
+    stopped together."""
+    rest = list(argv)
+    rest.remove("run")
+    base = [sys.executable, "-m", "worker.cli"]
+    children = [
+        subprocess.Popen([*base, "receive", *rest]),
+        subprocess.Popen([*base, "work", *rest]),
+    ]
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    while any(child.poll() is None for child in children):
+        for child in children:
+            code = child.poll()
+            if code is not None and code != 0 and not failed:
+                failed = True
+                if not stopping:
+                    log.error("a child process failed; stopping the other", extra={"exit": code})
+                    forward(signal.SIGTERM, None)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            children[0].wait(timeout=0.2)
+    codes = [child.returncode for child in children]
+    if codes[0] == 2 or codes[1] == 2:
+        return 2
+    return 0 if not failed or (stopping and all(c in (0, -signal.SIGTERM) for c in codes)) else 1
+
+
+async def _tail(settings: Settings, pattern: str, output: str) -> None:
+    await tools.tail(settings, pattern, output, _stop_event())
+
+
+def _stats(settings: Settings) -> None:
+    from worker import stats
+
+    print(asyncio.run(stats.report(settings)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except BadSetting as exc:
+        print(f"postbacks: error: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    command: str = args.command
+    if command in ("run", "receive", "work"):
+        log.info(f"{command}: configuration", extra={"config": settings.effective()})
+    if command == "run":
+        code = run_both(argv)
+        return code
+    _use_uvloop()
+    try:
+        if command == "receive":
+            asyncio.run(receive(settings))
+        elif command == "work":
+            asyncio.run(work(settings))
+        elif command == "topology":
+            asyncio.run(tools.declare_topology(settings))
+            print(f"topology of namespace {settings.namespace!r} declared")
+        elif command == "subscribe":
+            queue = asyncio.run(tools.subscribe(settings, args.name, args.patterns))
+            print(f"{queue} bound to {settings.names.events} with {' '.join(args.patterns)}")
+        elif command == "replay":
+            moved = asyncio.run(tools.replay(settings, dry_run=args.dry_run))
+            verb = "would move" if args.dry_run else "moved"
+            print(f"{verb} {moved} postback message(s) from quarantine to intake")
+        elif command == "tail":
+            asyncio.run(_tail(settings, args.pattern, args.output))
+        elif command == "stats":
+            _stats(settings)
+    except ValueError as exc:
+        print(f"postbacks: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as exc:
+        print(
+            f"postbacks: error: broker {settings.effective()['AMQP_URL']}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _use_uvloop() -> None:
+    if os.environ.get("POSTBACKS_NO_UVLOOP"):
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

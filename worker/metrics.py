@@ -1,0 +1,69 @@
+"""A worker's Prometheus metrics, in their own registry (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ingest.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
+
+PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "postbacks_events",
+            "Events published to the events exchange, by origin, family and status.",
+            ["origin", "family", "status"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "postbacks_duplicates_dropped",
+            "Postbacks dropped as duplicates of an event.",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "postbacks_quarantined",
+            "Postbacks moved to the quarantine queue, by kind (invalid: not a postback; "
+            "poison: the worker failed on it repeatedly).",
+            ["kind"],
+            registry=r,
+        )
+        self.dedup_seconds = Histogram(
+            "postbacks_dedup_seconds",
+            "Latency of one dedup-store round trip.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "postbacks_event_commit_seconds",
+            "Time to publish a batch of events and commit it with the intake acks.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "postbacks_processing_seconds",
+            "From received_at (the receiver accepted it) to its event being committed.",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.batch_postbacks = Histogram(
+            "postbacks_worker_batch_postbacks",
+            "Postbacks handled in one worker transaction.",
+            buckets=(*BATCH_BUCKETS, 1024, 2048, 4096),
+            registry=r,
+        )
+        self.intake_depth = Gauge(
+            "postbacks_intake_queue_messages",
+            "Messages ready in the intake queue, as this worker last saw it "
+            "(one message carries one or more postbacks).",
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "postbacks_dependency_up",
+            "1 while a dependency answers, else 0.",
+            ["dependency"],
+            registry=r,
+        )

@@ -1,0 +1,399 @@
+"""The worker: consume ``NS.intake``, publish deduplicated events, quarantine the rest.
+
+One channel in AMQP transaction mode carries everything a batch does: the events it
+publishes, the quarantined postbacks, and the acks of the intake messages; one commit makes
+it all happen. Combined with the dedup marks (see ``worker.dedup``), an event is published
+once even when the worker is killed or the broker restarts mid-batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractTransaction,
+)
+from redis.exceptions import RedisError
+
+from ingest import envelope, mediatype, topology
+from ingest.envelope import Record
+from ingest.event import received_at_now
+from ingest.settings import Settings
+from worker.dedup import DedupStore
+from worker.metrics import WorkerMetrics
+from worker.transform import (
+    Outgoing,
+    Rejected,
+    quarantine_content_type,
+    quarantine_headers,
+    transform,
+)
+
+log = logging.getLogger("postbacks.worker")
+
+PREFETCH = 64  # intake messages in flight per worker (each holds one or more postbacks)
+MAX_BATCH_POSTBACKS = 2048  # postbacks per transaction
+POISON_DELIVERIES = 3  # a message that makes the worker fail this often is quarantined
+STOP_GRACE = 8.0  # seconds to finish what was already delivered when asked to stop
+RECONNECT_MIN, RECONNECT_MAX = 0.2, 3.0
+KNOWN_ORIGINS = frozenset({"MMS_MT", "MMS_MO"})  # other origins are counted as "other"
+
+
+class _GiveUp(Exception):
+    """Stop was requested while a dependency was down: leave the batch unacked."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    events: list[tuple[AbstractIncomingMessage, Outgoing, str]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    poison: list[tuple[AbstractIncomingMessage, str]] = field(default_factory=list)
+    retry: list[AbstractIncomingMessage] = field(default_factory=list)
+    postbacks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    started: float
+    published: list[Outgoing]
+    batch: _Batch
+
+
+def records_of(message: AbstractIncomingMessage) -> list[Record]:
+    """The postbacks in an intake message. A message that is not an envelope (published by
+    hand, say) is taken as one raw postback, its format sniffed as the receiver would."""
+    if message.content_type == envelope.CONTENT_TYPE:
+        return envelope.unpack(message.body)
+    fmt, charset = mediatype.detect(message.content_type, message.body)
+    postback_id = message.message_id or hashlib.sha256(message.body).hexdigest()[:32]
+    headers = message.headers or {}
+    received_at = str(headers.get("x-received-at") or received_at_now())
+    return [Record(postback_id, received_at, fmt or "xml", charset, message.body)]
+
+
+def delivery_key(message: AbstractIncomingMessage) -> str:
+    """Stable across redeliveries of the same intake message, distinct between messages."""
+    return message.message_id or hashlib.sha256(message.body).hexdigest()[:32]
+
+
+def delivery_count(message: AbstractIncomingMessage) -> int:
+    """Earlier deliveries of this message (quorum queues count them)."""
+    value = (message.headers or {}).get("x-delivery-count", 0)
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: DedupStore, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.names = settings.names
+        self.store = store
+        self.metrics = metrics
+        self.problems: dict[str, str | None] = {"broker": "not connected yet"}
+        if settings.redis_url:
+            self.problems["redis"] = None
+        self.stopping = asyncio.Event()
+        self.published = 0  # events published since start, for logs and tests
+        self._on_committed: list[Callable[[int], None]] = []
+
+    @property
+    def ready(self) -> bool:
+        return all(problem is None for problem in self.problems.values())
+
+    def _problem(self, dependency: str, problem: str | None) -> None:
+        if self.problems.get(dependency) != problem:
+            if problem is None:
+                log.info("dependency back", extra={"dependency": dependency})
+            else:
+                log.warning("dependency down", extra={"dependency": dependency, "error": problem})
+        self.problems[dependency] = problem
+        self.metrics.dependency_up.labels(dependency=dependency).set(0 if problem else 1)
+
+    # --- connection loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; reconnects by itself whatever happens to the broker."""
+        delay = RECONNECT_MIN
+        while not self.stopping.is_set():
+            connection: AbstractConnection | None = None
+            try:
+                connection = await aio_pika.connect(self.settings.amqp_url, timeout=5)
+                delay = RECONNECT_MIN
+                await self._session(connection)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker went away: reconnect
+                self._problem("broker", f"broker unreachable: {_describe(exc)}")
+            finally:
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+            if self.stopping.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+        self._problem("broker", "stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _session(self, connection: AbstractConnection) -> None:
+        inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
+        lost = asyncio.Event()
+
+        def on_close(*_args: object) -> None:
+            lost.set()
+            inbox.put_nowait(None)
+
+        connection.close_callbacks.add(on_close)
+        channel = await connection.channel(publisher_confirms=False)
+        channel.close_callbacks.add(on_close)
+        await topology.declare(channel, self.names)
+        events = await topology.declare_events(channel, self.names)
+        queue = await topology.declare_intake(channel, self.names)
+        await channel.set_qos(prefetch_count=PREFETCH)
+        transaction = channel.transaction()
+        await transaction.select()
+
+        async def deliver(message: AbstractIncomingMessage) -> None:
+            inbox.put_nowait(message)
+
+        consumer_tag = await queue.consume(deliver)
+        self._problem("broker", None)
+        depth_task = asyncio.create_task(self._watch_depth(connection))
+        stop_waiter = asyncio.create_task(self._wake_on_stop(inbox))
+        try:
+            while not lost.is_set():
+                first = await inbox.get()
+                if self.stopping.is_set():
+                    if first is not None:
+                        inbox.put_nowait(first)
+                    break
+                if first is None:
+                    continue
+                done = await self._handle(channel, events, self._take(first, inbox))
+                await transaction.commit()
+                self._committed(done)
+            if lost.is_set():
+                raise ConnectionError("broker connection lost")
+            await self._drain(channel, events, transaction, queue, consumer_tag, inbox)
+        finally:
+            depth_task.cancel()
+            stop_waiter.cancel()
+
+    async def _wake_on_stop(self, inbox: asyncio.Queue[AbstractIncomingMessage | None]) -> None:
+        await self.stopping.wait()
+        inbox.put_nowait(None)
+
+    async def _drain(
+        self,
+        channel: AbstractChannel,
+        events: AbstractExchange,
+        transaction: AbstractTransaction,
+        queue: aio_pika.abc.AbstractQueue,
+        consumer_tag: str,
+        inbox: asyncio.Queue[AbstractIncomingMessage | None],
+    ) -> None:
+        """On stop: take no more, finish what was already delivered, within a bound."""
+        with contextlib.suppress(Exception):
+            await queue.cancel(consumer_tag)
+        deadline = time.monotonic() + STOP_GRACE
+        while not inbox.empty() and time.monotonic() < deadline:
+            first = inbox.get_nowait()
+            if first is None:
+                continue
+            try:
+                done = await asyncio.wait_for(
+                    self._handle(channel, events, self._take(first, inbox)),
+                    max(0.1, deadline - time.monotonic()),
+                )
+                await transaction.commit()
+                self._committed(done)
+            except (_GiveUp, TimeoutError):
+                break
+
+    def _take(
+        self, first: AbstractIncomingMessage, inbox: asyncio.Queue[AbstractIncomingMessage | None]
+    ) -> list[AbstractIncomingMessage]:
+        """The first message and whatever else is already waiting, up to a batch."""
+        group = [first]
+        postbacks = int((first.headers or {}).get("x-postbacks", 1) or 1)  # type: ignore[arg-type]
+        while postbacks < MAX_BATCH_POSTBACKS and not inbox.empty():
+            item = inbox.get_nowait()
+            if item is None:
+                inbox.put_nowait(None)  # keep the wake-up for the loop
+                break
+            group.append(item)
+            postbacks += int((item.headers or {}).get("x-postbacks", 1) or 1)  # type: ignore[arg-type]
+        return group
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    async def _handle(
+        self,
+        channel: AbstractChannel,
+        events: AbstractExchange,
+        group: list[AbstractIncomingMessage],
+    ) -> _Done:
+        """Publish and ack a group inside the open transaction; the caller commits."""
+        batch = self._transform(group)
+        claims = [(out.event_id, mark) for _, out, mark in batch.events]
+        fresh = await self._claim(claims) if claims else []
+        started = time.perf_counter()
+        published: list[Outgoing] = []
+        for (_, out, _), is_fresh in zip(batch.events, fresh, strict=True):
+            if not is_fresh:
+                continue
+            await events.publish(
+                aio_pika.Message(
+                    out.body,
+                    content_type="application/json",
+                    message_id=out.event_id,
+                    timestamp=out.timestamp,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers=dict(out.headers),
+                ),
+                routing_key=out.routing_key,
+                mandatory=False,
+            )
+            published.append(out)
+        quarantine = channel.default_exchange
+        for rejected in batch.rejected:
+            await quarantine.publish(
+                aio_pika.Message(
+                    rejected.record.body,
+                    content_type=quarantine_content_type(rejected.record),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers=dict(quarantine_headers(rejected.record, rejected.reason)),
+                ),
+                routing_key=self.names.quarantine,
+                mandatory=False,
+            )
+        for message, reason in batch.poison:
+            headers = {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"}
+            await quarantine.publish(
+                aio_pika.Message(
+                    message.body,
+                    content_type=message.content_type,
+                    message_id=message.message_id,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers={**headers, "x-error": reason},
+                ),
+                routing_key=self.names.quarantine,
+                mandatory=False,
+            )
+        for message in batch.retry:
+            await message.nack(requeue=True)
+        if batch.retry:
+            for message in group:
+                if message not in batch.retry:
+                    await message.ack()
+        else:
+            await group[-1].ack(multiple=True)
+        return _Done(started, published, batch)
+
+    def _committed(self, done: _Done) -> None:
+        started, published, batch = done.started, done.published, done.batch
+        now = time.time()
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_postbacks.observe(batch.postbacks)
+        for out in published:
+            event = out.event
+            origin = event["origin"] if event["origin"] in KNOWN_ORIGINS else "other"
+            self.metrics.events.labels(origin, event["family"], event["status"]).inc()
+            self.metrics.processing_seconds.observe(max(0.0, now - out.timestamp.timestamp()))
+        self.metrics.duplicates.inc(len(batch.events) - len(published))
+        if batch.rejected:
+            self.metrics.quarantined.labels(kind="invalid").inc(len(batch.rejected))
+        if batch.poison:
+            self.metrics.quarantined.labels(kind="poison").inc(len(batch.poison))
+        self.published += len(published)
+        for callback in self._on_committed:
+            callback(len(published))
+
+    def _transform(self, group: list[AbstractIncomingMessage]) -> _Batch:
+        batch = _Batch()
+        for message in group:
+            try:
+                records = records_of(message)
+                results = [transform(record) for record in records]
+            except Exception as exc:  # a bug or a corrupt message: bounded retries
+                deliveries = delivery_count(message) + 1
+                reason = f"worker failed {deliveries} times: {_describe(exc)}"
+                if deliveries >= POISON_DELIVERIES:
+                    log.error("poison message quarantined", extra={"reason": reason})
+                    batch.poison.append((message, reason))
+                else:
+                    log.warning("message failed, will retry", extra={"reason": reason})
+                    batch.retry.append(message)
+                continue
+            key = delivery_key(message)
+            for record, result in zip(records, results, strict=True):
+                batch.postbacks += 1
+                if isinstance(result, Rejected):
+                    log.info(
+                        "postback quarantined",
+                        extra={"reason": result.reason, "postback_id": record.postback_id},
+                    )
+                    batch.rejected.append(result)
+                else:
+                    batch.events.append((message, result, f"{key}/{record.postback_id}"))
+        return batch
+
+    async def _claim(self, claims: list[tuple[str, str]]) -> list[bool]:
+        """Ask the dedup store, waiting for it as long as it is down (nothing is acked
+        meanwhile, so nothing is lost); give up only when asked to stop."""
+        delay = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                fresh = await self.store.claim(claims)
+            except (RedisError, OSError) as exc:
+                if "redis" in self.problems:
+                    self._problem("redis", f"redis unreachable: {_describe(exc)}")
+                if self.stopping.is_set():
+                    raise _GiveUp from exc
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.metrics.dedup_seconds.observe(time.perf_counter() - started)
+            if "redis" in self.problems and self.problems["redis"] is not None:
+                self._problem("redis", None)
+            return fresh
+
+    async def _watch_depth(self, connection: AbstractConnection) -> None:
+        """Keep ``postbacks_intake_queue_messages`` current; also notices Redis recovering
+        while the intake is idle."""
+        channel = await connection.channel()
+        while True:
+            try:
+                queue = await channel.declare_queue(self.names.intake, passive=True)
+                count = queue.declaration_result.message_count
+                self.metrics.intake_depth.set(count or 0)
+            except Exception:  # the channel dies with the connection: the session ends too
+                return
+            if "redis" in self.problems:
+                try:
+                    await self.store.ping()
+                except (RedisError, OSError) as exc:
+                    self._problem("redis", f"redis unreachable: {_describe(exc)}")
+                else:
+                    if self.problems["redis"] is not None:
+                        self._problem("redis", None)
+            await asyncio.sleep(2.0)
