@@ -25,7 +25,7 @@ from worker.worker import Worker
 
 log = logging.getLogger("postbacks")
 
-SHUTDOWN_TIMEOUT = 8.0  # stays under the contract's 10 s for SIGTERM
+SHUTDOWN_TIMEOUT = 7.0  # with the rest of the shutdown, stays under the contract's 10 s
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,21 +151,20 @@ def run_both(argv: Sequence[str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    failed = False
+    failed: int | None = None
     while any(child.poll() is None for child in children):
         for child in children:
             code = child.poll()
-            if code is not None and code != 0 and not failed:
-                failed = True
+            if code is not None and code != 0 and failed is None:
+                failed = code
                 if not stopping:
                     log.error("a child process failed; stopping the other", extra={"exit": code})
                     forward(signal.SIGTERM, None)
         with contextlib.suppress(subprocess.TimeoutExpired):
             children[0].wait(timeout=0.2)
-    codes = [child.returncode for child in children]
-    if codes[0] == 2 or codes[1] == 2:
-        return 2
-    return 0 if not failed or (stopping and all(c in (0, -signal.SIGTERM) for c in codes)) else 1
+    if failed is None:
+        return 0
+    return 2 if failed == 2 else 1
 
 
 async def _tail(settings: Settings, pattern: str, output: str) -> None:

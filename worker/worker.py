@@ -186,7 +186,10 @@ class Worker:
                     break
                 if first is None:
                     continue
-                done = await self._handle(channel, events, self._take(first, inbox))
+                try:
+                    done = await self._handle(channel, events, self._take(first, inbox))
+                except _GiveUp:
+                    return  # stopping while the dedup store is down: leave it all unacked
                 await transaction.commit()
                 self._committed(done)
             if lost.is_set():
