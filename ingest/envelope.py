@@ -5,8 +5,8 @@ message carries one or more records. Each record keeps the body byte for byte wi
 the receiver learned without parsing it: a unique postback id, when it was accepted, the
 format (``xml``/``json``) and the HTTP charset, if any.
 
-Wire form: ``PB1`` then, per record, ``!H`` length + metadata (fields joined by ``\\x1f``)
-and ``!I`` length + body.
+Wire form: ``PB1``, ``!I`` record count, then per record ``!H`` length + metadata (fields
+joined by ``\\x1f``) and ``!I`` length + body.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 CONTENT_TYPE = "application/vnd.postbacks.batch"
 MAGIC = b"PB1"
+_COUNT = struct.Struct("!I")
 _META = struct.Struct("!H")
 _BODY = struct.Struct("!I")
 _SEP = "\x1f"
@@ -36,10 +37,11 @@ class Record:
 
 
 def pack(records: Iterable[Record]) -> bytes:
-    parts = [MAGIC]
+    parts = [MAGIC, b""]
     for rec in records:
         meta = _SEP.join((rec.postback_id, rec.received_at, rec.fmt, rec.charset or "")).encode()
         parts += (_META.pack(len(meta)), meta, _BODY.pack(len(rec.body)), rec.body)
+    parts[1] = _COUNT.pack((len(parts) - 2) // 4)
     return b"".join(parts)
 
 
@@ -47,8 +49,9 @@ def unpack(data: bytes) -> list[Record]:
     if not data.startswith(MAGIC):
         raise BadEnvelope("intake message does not start with PB1")
     view = memoryview(data)
-    pos, end, out = len(MAGIC), len(data), []
+    pos, end, out = len(MAGIC) + _COUNT.size, len(data), []
     try:
+        (count,) = _COUNT.unpack_from(view, len(MAGIC))
         while pos < end:
             (meta_len,) = _META.unpack_from(view, pos)
             pos += _META.size
@@ -68,4 +71,6 @@ def unpack(data: bytes) -> list[Record]:
         raise BadEnvelope(f"intake message is malformed: {exc}") from None
     if not out:
         raise BadEnvelope("intake message holds no postback")
+    if len(out) != count:
+        raise BadEnvelope(f"intake message holds {len(out)} postbacks, its header says {count}")
     return out

@@ -128,7 +128,10 @@ def utc_timestamp(value: str | None) -> str | None:
         return value
     if sign is not None:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
-        moment = moment - offset if sign == "+" else moment + offset
+        try:
+            moment = moment - offset if sign == "+" else moment + offset
+        except OverflowError:  # before year 1 or after 9999 in UTC
+            return value
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + (fraction or "") + "Z"
 
 

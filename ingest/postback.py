@@ -7,6 +7,7 @@ Everything that is not a postback raises :class:`NotAPostback` with a reason fit
 from __future__ import annotations
 
 import codecs
+import re
 from typing import Any
 from xml.parsers import expat as _expat
 
@@ -36,9 +37,7 @@ class _NoDoctypeExpat:
     """
 
     @staticmethod
-    def ParserCreate(
-        encoding: str | None = None, namespace_separator: str | None = None
-    ) -> Any:
+    def ParserCreate(encoding: str | None = None, namespace_separator: str | None = None) -> Any:
         parser = _expat.ParserCreate(encoding, namespace_separator)
         parser.StartDoctypeDeclHandler = _doctype_forbidden
         parser.SetParamEntityParsing(_expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -73,14 +72,34 @@ def _decode(body: bytes, charset: str) -> str:
         raise NotAPostback(
             f"body is not valid {charset}: {exc.reason} at byte {exc.start}"
         ) from None
+    except (UnicodeError, ValueError) as exc:  # codecs such as punycode raise their own
+        raise NotAPostback(f"body is not valid {charset}: {exc}") from None
+
+
+# Encodings expat decodes itself; for any other declared encoding Python decodes first.
+_EXPAT_NATIVE = frozenset({"utf8", "utf16", "iso88591", "latin1", "usascii", "ascii"})
+_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']")
+
+
+def _declared_encoding(body: bytes) -> str | None:
+    """The XML declaration's encoding when expat cannot decode it itself."""
+    start = body[len(_BOM) :] if body.startswith(_BOM) else body
+    match = _DECLARATION.match(start[:200])
+    if match is None:
+        return None
+    name = match.group(1).decode("ascii")
+    key = name.lower().replace("-", "").replace("_", "")
+    return None if key in _EXPAT_NATIVE else name
 
 
 def parse_xml(body: bytes, charset: str | None = None) -> dict[str, Any]:
     """Fields of an XML ``<postback>``: nested elements as dicts, attributes as ``@name``."""
     encoding: str | None = None
-    if charset:
-        # The HTTP charset wins over the XML declaration: decode, and tell expat so.
-        body = _decode(body, charset).encode("utf-8")
+    # The HTTP charset wins over the XML declaration; an encoding expat does not know
+    # (Shift_JIS, say) is decoded by Python. Either way expat is then told it reads UTF-8.
+    decode_as = charset or _declared_encoding(body)
+    if decode_as:
+        body = _decode(body, decode_as).encode("utf-8")
         encoding = "utf-8"
     try:
         doc = xmltodict.parse(body, encoding=encoding, expat=_NoDoctypeExpat)
@@ -88,8 +107,12 @@ def parse_xml(body: bytes, charset: str | None = None) -> dict[str, Any]:
         raise
     except _expat.ExpatError as exc:
         raise NotAPostback(f"not well-formed XML: {exc}") from None
+    except LookupError as exc:
+        raise NotAPostback(f"unknown XML encoding: {exc}") from None
     except ValueError as exc:  # xmltodict refuses entity declarations this way
-        raise NotAPostback(f"XML entities are not accepted: {exc}") from None
+        if "entit" in str(exc):
+            raise NotAPostback(f"XML entities are not accepted: {exc}") from None
+        raise NotAPostback(f"XML cannot be read: {exc}") from None
     if not isinstance(doc, dict) or len(doc) != 1 or "postback" not in doc:
         root = next(iter(doc), None) if isinstance(doc, dict) else None
         raise NotAPostback(f"not a postback: XML root is <{root}>, not <postback>")

@@ -140,13 +140,11 @@ T = TypeVar("T")
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 def _optional(value: str | None, convert: Callable[[str], T]) -> T | None:
@@ -160,7 +158,9 @@ def _url(variable: str, value: str, schemes: tuple[str, ...]) -> str:
     except ValueError as exc:
         raise BadSetting(variable, f"not a valid URL ({exc})") from None
     if parts.scheme not in schemes:
-        raise BadSetting(variable, f"URL scheme must be one of {', '.join(schemes)}: {value!r}")
+        raise BadSetting(
+            variable, f"URL scheme must be one of {', '.join(schemes)}: {mask_url(value)!r}"
+        )
     if parts.scheme != "unix" and not parts.hostname:
         raise BadSetting(variable, f"URL has no host: {mask_url(value)!r}")
     del port

@@ -112,8 +112,8 @@ def test_lower_case_code_gives_the_same_id() -> None:
 
 def test_empty_and_absent_fields_give_the_same_id() -> None:
     with_empty = XML.replace(
-        b"</postback>", b"<status-details></status-details><handset/><error-info> </error-info>"
-        b"</postback>"
+        b"</postback>",
+        b"<status-details></status-details><handset/><error-info> </error-info></postback>",
     )
     assert event_of(with_empty, "xml")["event_id"] == ID
     json_absent = b'{"origin": "MMS_MO", "code": "N401"}'

@@ -96,10 +96,22 @@ INTERNAL_ENTITY = b"""<!DOCTYPE postback [<!ENTITY op "31003">]>
 
 @pytest.mark.parametrize(
     "body",
-    [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY, HARMLESS_DOCTYPE,
-     INTERNAL_ENTITY],
-    ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity",
-         "doctype-only", "internal-entity"],
+    [
+        BILLION_LAUGHS,
+        EXTERNAL_ENTITY,
+        EXTERNAL_DTD,
+        PARAMETER_ENTITY,
+        HARMLESS_DOCTYPE,
+        INTERNAL_ENTITY,
+    ],
+    ids=[
+        "billion-laughs",
+        "external-entity",
+        "external-dtd",
+        "parameter-entity",
+        "doctype-only",
+        "internal-entity",
+    ],
 )
 def test_dtd_or_entity_declaration_is_quarantined(body: bytes) -> None:
     started = time.monotonic()
@@ -213,10 +225,16 @@ def test_the_parsers_raise_the_same_reason_type() -> None:
 @pytest.mark.parametrize(
     ("body", "fmt"),
     [
-        (b"<postback><origin>MMS_MT</origin><code>N101</code><status>\xff\xfe</status>"
-         b"</postback>", "xml"),
-        (b"<postback><origin>MMS_MT</origin><code>N101</code><status>Caf\xe9</status>"
-         b"</postback>", "xml"),
+        (
+            b"<postback><origin>MMS_MT</origin><code>N101</code><status>\xff\xfe</status>"
+            b"</postback>",
+            "xml",
+        ),
+        (
+            b"<postback><origin>MMS_MT</origin><code>N101</code><status>Caf\xe9</status>"
+            b"</postback>",
+            "xml",
+        ),
         (b'{"origin": "MMS_MT", "code": "N101", "status": "Caf\xe9"}', "json"),
         (b'{"origin": "MMS_MT", "code": "N101", "status": "\xc3"}', "json"),
     ],
@@ -303,15 +321,9 @@ def test_http_charset_wins_over_the_xml_declaration() -> None:
     assert event_of(latin.encode("latin-1"), "xml", "ISO-8859-1")["keyword"] == "Café"
 
 
-# --- found while writing these tests: contract violations, kept as strict xfails --------
+# --- regressions: bugs found while writing these tests, now fixed -------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeError,
-    reason="BUG: a charset whose codec raises UnicodeError (not UnicodeDecodeError) escapes "
-    "as UnicodeError instead of NotAPostback",
-)
 @pytest.mark.parametrize("fmt", ["xml", "json"])
 def test_punycode_charset_is_quarantined(fmt: str) -> None:
     body = (
@@ -322,12 +334,6 @@ def test_punycode_charset_is_quarantined(fmt: str) -> None:
     quarantine_reason(body, fmt, "punycode")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LookupError,
-    reason="BUG: an XML declaration naming an unknown encoding escapes as LookupError "
-    "instead of NotAPostback",
-)
 def test_unknown_encoding_in_xml_declaration_is_quarantined() -> None:
     body = (
         b'<?xml version="1.0" encoding="x-no-such-encoding"?>'
@@ -336,12 +342,6 @@ def test_unknown_encoding_in_xml_declaration_is_quarantined() -> None:
     quarantine_reason(body, "xml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotAPostback,
-    reason="BUG: a multi-byte encoding named in the XML declaration (Shift_JIS) is not "
-    "honoured; the body is quarantined as 'XML entities are not accepted'",
-)
 def test_shift_jis_xml_declaration_is_honoured() -> None:
     xml = (
         '<?xml version="1.0" encoding="Shift_JIS"?>'

@@ -905,13 +905,21 @@ def test_mo_as_xml_and_as_json_have_one_id() -> None:
 
 
 def test_mo_lists_keep_the_order_sent() -> None:
-    reordered = MO_XML_GROUP.replace(b"017745550002", b"SWAP").replace(
-        b"17745550003", b"017745550002"
+    body = (
+        b"<postback><origin>MMS_MO</origin><code>N401</code>"
+        b"<content><file>https://x/b</file><file>https://x/a</file></content>"
+        b"<copy-to><number>2</number><number>1</number></copy-to></postback>"
     )
-    reordered = reordered.replace(b"SWAP", b"17745550003")
-    event = event_of(reordered, "xml")
-    assert event["copy_to"] == ["017745550002", "17745550003"]
-    assert event["event_id"] != event_of(MO_XML_GROUP, "xml")["event_id"]
+    swapped = (
+        b"<postback><origin>MMS_MO</origin><code>N401</code>"
+        b"<content><file>https://x/a</file><file>https://x/b</file></content>"
+        b"<copy-to><number>1</number><number>2</number></copy-to></postback>"
+    )
+    event = event_of(body, "xml")
+    assert event["content_files"] == ["https://x/b", "https://x/a"]
+    assert event["copy_to"] == ["2", "1"]
+    assert event_of(swapped, "xml")["content_files"] == ["https://x/a", "https://x/b"]
+    assert event["event_id"] != event_of(swapped, "xml")["event_id"]
 
 
 def test_mo_single_copy_to_number_is_a_list_of_one() -> None:
@@ -959,3 +967,12 @@ def test_unknown_fields_are_kept_in_extra_with_their_names() -> None:
         "fallback-sms-text": "See",
         "carrier": {"ids": [1, 2], "ok": True},
     }
+
+
+def test_mo_files_in_repeated_content_elements_keep_document_order() -> None:
+    body = (
+        b"<postback><origin>MMS_MO</origin><code>N401</code>"
+        b"<content><file>https://x/1</file><file>https://x/2</file></content>"
+        b"<content><file>https://x/3</file></content></postback>"
+    )
+    assert event_of(body, "xml")["content_files"] == ["https://x/1", "https://x/2", "https://x/3"]
