@@ -61,6 +61,12 @@ class WorkerMetrics:
             "(one message carries one or more postbacks).",
             registry=r,
         )
+        self.quarantine_depth = Gauge(
+            "postbacks_quarantine_queue_messages",
+            "Messages in the quarantine queue, as this worker last saw it "
+            "(postbacks waiting for a fix and `postbacks replay`).",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "postbacks_dependency_up",
             "1 while a dependency answers, else 0.",

@@ -182,7 +182,13 @@ class Worker:
                 first = await inbox.get()
                 if self.stopping.is_set():
                     if first is not None:
-                        inbox.put_nowait(first)
+                        # Back at the front, not the end: acks are cumulative (multiple=True),
+                        # so messages must be handled in delivery order or one is acked unseen.
+                        rest: list[AbstractIncomingMessage | None] = [first]
+                        while not inbox.empty():
+                            rest.append(inbox.get_nowait())
+                        for item in rest:
+                            inbox.put_nowait(item)
                     break
                 if first is None:
                     continue
@@ -389,6 +395,8 @@ class Worker:
                 queue = await channel.declare_queue(self.names.intake, passive=True)
                 count = queue.declaration_result.message_count
                 self.metrics.intake_depth.set(count or 0)
+                held = await channel.declare_queue(self.names.quarantine, passive=True)
+                self.metrics.quarantine_depth.set(held.declaration_result.message_count or 0)
             except Exception:  # the channel dies with the connection: the session ends too
                 return
             if "redis" in self.problems:
@@ -397,6 +405,5 @@ class Worker:
                 except (RedisError, OSError) as exc:
                     self._problem("redis", f"redis unreachable: {_describe(exc)}")
                 else:
-                    if self.problems["redis"] is not None:
-                        self._problem("redis", None)
+                    self._problem("redis", None)  # logs only a change; keeps the gauge set
             await asyncio.sleep(2.0)
