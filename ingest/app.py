@@ -32,13 +32,36 @@ log = logging.getLogger("postbacks.receiver")
 BODY_TIMEOUT = 10.0  # a body that does not arrive in full within this gets 408
 RETRY_AFTER = "2"
 
+
+class InFlight:
+    """Postback requests being handled, so that a stopping server can let them finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.stopping = False  # once set, answers close their connection
+
+    def enter(self) -> None:
+        self.count += 1
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.idle.set()
+
+
 SETTINGS = web.AppKey("settings", Settings)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 PUBLISHER = web.AppKey("publisher", IntakePublisher)
 METRICS = web.AppKey("metrics", ReceiverMetrics)
 
 
 def _answer(status: int, text: str, **headers: str) -> web.Response:
-    return web.Response(status=status, text=text, headers=headers or None)
+    return web.Response(
+        status=status, body=text.encode(), content_type="text/plain", headers=headers or None
+    )
 
 
 class _Gate:
@@ -84,14 +107,20 @@ class _Gate:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it exceeds ``limit`` bytes."""
-    if request.content_length is not None and request.content_length > limit:
+    """The body, or ``None`` as soon as it exceeds ``limit`` bytes; ``TimeoutError`` when it
+    does not arrive in full within ``BODY_TIMEOUT``."""
+    length = request.content_length
+    if length is not None and length > limit:
         return None
+    content = request.content
+    if length is not None and content.is_eof():
+        return await content.read()  # all here already: the common case, no timer needed
     body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            return None
+    async with asyncio.timeout(BODY_TIMEOUT):
+        async for chunk in content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                return None
     return bytes(body)
 
 
@@ -127,14 +156,25 @@ def create_app(settings: Settings, publisher: IntakePublisher | None = None) -> 
         counts[status].inc()
         return _answer(status, text, **headers)
 
+    in_flight = app[IN_FLIGHT] = InFlight()
+
     async def postback(request: web.Request) -> web.StreamResponse:
+        in_flight.enter()
+        try:
+            response = await accept(request)
+        finally:
+            in_flight.leave()
+        if in_flight.stopping:
+            response.force_close()  # no next request on this connection
+        return response
+
+    async def accept(request: web.Request) -> web.StreamResponse:
         if not gate.allowed(request.remote):
             return answer(403, "Forbidden")
         if not gate.authorized(request.headers.get("Authorization")):
             return answer(401, "Unauthorized", **{"WWW-Authenticate": 'Basic realm="postbacks"'})
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                body = await _read_body(request, settings.max_body)
+            body = await _read_body(request, settings.max_body)
         except TimeoutError:
             response = answer(408, "Request Timeout: the body did not arrive in time")
             response.force_close()

@@ -124,20 +124,18 @@ class IntakePublisher:
         pending = _Pending(record, loop.create_future(), time.monotonic() + timeout)
         self._pending.append(pending)
         self._wakeup.set()
-        try:
-            # The batch itself is bounded by the confirm timeout; this outer bound only
-            # guards against a batch that waited long for a free publish slot.
-            async with asyncio.timeout(2 * timeout + 1):
-                return await pending.future
-        except TimeoutError:
-            raise Unavailable("broker did not confirm in time") from None
+        # Bounded without a timer per request: a batch's publish is bounded by the deadline
+        # of its oldest postback, and the flusher expires postbacks that wait too long for
+        # a free publish slot.
+        return await pending.future
 
     async def _flusher(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                await self._slots.acquire()
+                if not await self._acquire_slot():
+                    continue
                 batch = self._take_batch()
                 if not batch:
                     self._slots.release()
@@ -145,6 +143,28 @@ class IntakePublisher:
                 task = asyncio.create_task(self._publish(batch))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
+
+    async def _acquire_slot(self) -> bool:
+        """A publish slot, or ``False`` after expiring the postbacks whose deadline passed
+        while every slot was busy (a stalled broker)."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        wait = self._pending[0].deadline - time.monotonic()
+        try:
+            await asyncio.wait_for(self._slots.acquire(), max(0.0, wait))
+            return True
+        except TimeoutError:
+            now = time.monotonic()
+            expired = [p for p in self._pending if p.deadline <= now]
+            self._pending = [p for p in self._pending if p.deadline > now]
+            if expired:
+                task = asyncio.create_task(
+                    self._fallback(expired, Unavailable("broker did not confirm in time"))
+                )
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            return False
 
     def _take_batch(self) -> list[_Pending]:
         size, count = 0, 0

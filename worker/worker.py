@@ -42,7 +42,8 @@ from worker.transform import (
 
 log = logging.getLogger("postbacks.worker")
 
-PREFETCH = 64  # intake messages in flight per worker (each holds one or more postbacks)
+PREFETCH = 256  # intake messages in flight per worker (each holds one or more postbacks)
+MAX_BATCH_MESSAGES = PREFETCH // 2  # so the next batch is delivered while one commits
 MAX_BATCH_POSTBACKS = 2048  # postbacks per transaction
 POISON_DELIVERIES = 3  # a message that makes the worker fail this often is quarantined
 STOP_GRACE = 8.0  # seconds to finish what was already delivered when asked to stop
@@ -177,8 +178,15 @@ class Worker:
         self._problem("broker", None)
         depth_task = asyncio.create_task(self._watch_depth(connection))
         stop_waiter = asyncio.create_task(self._wake_on_stop(inbox))
+        # The commit of one batch overlaps parsing and deduplicating the next: it is awaited
+        # only before the next batch publishes. Prefetch holds two batches, so the next one
+        # is already delivered while the broker commits.
+        committing: tuple[asyncio.Task[object], _Done] | None = None
         try:
             while not lost.is_set():
+                if committing is not None and inbox.empty():
+                    await self._finish(committing)
+                    committing = None
                 first = await inbox.get()
                 if self.stopping.is_set():
                     if first is not None:
@@ -192,18 +200,34 @@ class Worker:
                     break
                 if first is None:
                     continue
+                group = self._take(first, inbox)
                 try:
-                    done = await self._handle(channel, events, self._take(first, inbox))
+                    batch, fresh = await self._prepare(group)
                 except _GiveUp:
                     return  # stopping while the dedup store is down: leave it all unacked
-                await transaction.commit()
-                self._committed(done)
+                if committing is not None:
+                    await self._finish(committing)
+                    committing = None
+                done = await self._publish(channel, events, group, batch, fresh)
+                committing = (asyncio.create_task(transaction.commit()), done)
+            if committing is not None:
+                await self._finish(committing)
+                committing = None
             if lost.is_set():
                 raise ConnectionError("broker connection lost")
             await self._drain(channel, events, transaction, queue, consumer_tag, inbox)
         finally:
             depth_task.cancel()
             stop_waiter.cancel()
+            if committing is not None:
+                committing[0].cancel()
+                with contextlib.suppress(BaseException):
+                    await committing[0]
+
+    async def _finish(self, committing: tuple[asyncio.Task[object], _Done]) -> None:
+        task, done = committing
+        await task
+        self._committed(done)
 
     async def _wake_on_stop(self, inbox: asyncio.Queue[AbstractIncomingMessage | None]) -> None:
         await self.stopping.wait()
@@ -227,10 +251,11 @@ class Worker:
             if first is None:
                 continue
             try:
-                done = await asyncio.wait_for(
-                    self._handle(channel, events, self._take(first, inbox)),
-                    max(0.1, deadline - time.monotonic()),
+                group = self._take(first, inbox)
+                batch, fresh = await asyncio.wait_for(
+                    self._prepare(group), max(0.1, deadline - time.monotonic())
                 )
+                done = await self._publish(channel, events, group, batch, fresh)
                 await transaction.commit()
                 self._committed(done)
             except (_GiveUp, TimeoutError):
@@ -242,7 +267,11 @@ class Worker:
         """The first message and whatever else is already waiting, up to a batch."""
         group = [first]
         postbacks = int((first.headers or {}).get("x-postbacks", 1) or 1)  # type: ignore[arg-type]
-        while postbacks < MAX_BATCH_POSTBACKS and not inbox.empty():
+        while (
+            postbacks < MAX_BATCH_POSTBACKS
+            and len(group) < MAX_BATCH_MESSAGES
+            and not inbox.empty()
+        ):
             item = inbox.get_nowait()
             if item is None:
                 inbox.put_nowait(None)  # keep the wake-up for the loop
@@ -253,16 +282,22 @@ class Worker:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    async def _handle(
+    async def _prepare(self, group: list[AbstractIncomingMessage]) -> tuple[_Batch, list[bool]]:
+        """Parse and normalize a group, and claim its event ids in the dedup store."""
+        batch = self._transform(group)
+        claims = [(out.event_id, mark) for _, out, mark in batch.events]
+        fresh = await self._claim(claims) if claims else []
+        return batch, fresh
+
+    async def _publish(
         self,
         channel: AbstractChannel,
         events: AbstractExchange,
         group: list[AbstractIncomingMessage],
+        batch: _Batch,
+        fresh: list[bool],
     ) -> _Done:
         """Publish and ack a group inside the open transaction; the caller commits."""
-        batch = self._transform(group)
-        claims = [(out.event_id, mark) for _, out, mark in batch.events]
-        fresh = await self._claim(claims) if claims else []
         started = time.perf_counter()
         published: list[Outgoing] = []
         for (_, out, _), is_fresh in zip(batch.events, fresh, strict=True):
