@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from ingest import logs
+from ingest.app import IN_FLIGHT
 from ingest.app import create_app as create_receiver
 from ingest.settings import OPTIONS, BadSetting, Settings
 from worker import tools
@@ -26,6 +27,10 @@ from worker.worker import Worker
 log = logging.getLogger("postbacks")
 
 SHUTDOWN_TIMEOUT = 7.0  # with the rest of the shutdown, stays under the contract's 10 s
+DRAIN_TIMEOUT = 5.0  # of SHUTDOWN_TIMEOUT, for requests in flight to finish first
+# A connection that sends no complete request head for this long is closed (aiohttp's
+# default is an hour: slow or idle clients would hold sockets that long).
+IDLE_TIMEOUT = 15.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,12 +61,38 @@ def _parser() -> argparse.ArgumentParser:
         "replay", parents=[common], help="move quarantined postbacks back to the intake queue"
     )
     replay.add_argument(
-        "--dry-run", action="store_true", help="list what would move and why, move nothing"
+        "--dry-run",
+        action="store_true",
+        help="list each quarantined message with its reason (x-error or the broker's "
+        "x-first-death-reason), move nothing",
     )
     tail = commands.add_parser("tail", parents=[common], help="print events as they fan out")
-    tail.add_argument("pattern", metavar="PATTERN", nargs="?", default="#")
-    tail.add_argument("--format", choices=("json", "human"), default="json", dest="output")
-    commands.add_parser("stats", parents=[common], help="queue depths, consumers, rates")
+    tail.add_argument(
+        "pattern", metavar="PATTERN", nargs="?", default="#", help="e.g. '#.failed.#' (default #)"
+    )
+    tail.add_argument(
+        "--format",
+        choices=("json", "human"),
+        default="json",
+        dest="output",
+        help="json: each event as sent, one a line (default); human: one readable line each",
+    )
+    stats = commands.add_parser(
+        "stats", parents=[common], help="queue depths, consumers, rates, quarantine size"
+    )
+    stats.add_argument(
+        "--management-url",
+        metavar="URL",
+        help="RabbitMQ management API for rates (default: the AMQP host, port 15672, the "
+        "AMQP credentials); 'off' to sample depths over AMQP only",
+    )
+    stats.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between the two depth samples behind net/s (default 1; 0: one sample)",
+    )
     return parser
 
 
@@ -85,8 +116,12 @@ def _where(settings: Settings, port: int) -> str:
 
 async def receive(settings: Settings) -> None:
     stop = _stop_event()
+    app = create_receiver(settings)
     runner = web.AppRunner(
-        create_receiver(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+        app,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT - DRAIN_TIMEOUT,
+        keepalive_timeout=IDLE_TIMEOUT,
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
@@ -98,6 +133,13 @@ async def receive(settings: Settings) -> None:
     log.info("receiver listening", extra={"url": _where(settings, port), "port": port})
     await stop.wait()
     log.info("receiver stopping: answering requests in flight")
+    await site.stop()  # no new connections
+    # Requests in flight finish *before* aiohttp's own shutdown, which drops the rest of a
+    # body still arriving: such a request would get no answer.
+    in_flight = app[IN_FLIGHT]
+    in_flight.stopping = True
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(in_flight.idle.wait(), DRAIN_TIMEOUT)
     await runner.cleanup()
     log.info("receiver stopped")
 
@@ -171,10 +213,10 @@ async def _tail(settings: Settings, pattern: str, output: str) -> None:
     await tools.tail(settings, pattern, output, _stop_event())
 
 
-def _stats(settings: Settings) -> None:
+def _stats(settings: Settings, args: argparse.Namespace) -> None:
     from worker import stats
 
-    print(asyncio.run(stats.report(settings)))
+    print(asyncio.run(stats.report(settings, args.management_url, args.interval)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,13 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue = asyncio.run(tools.subscribe(settings, args.name, args.patterns))
             print(f"{queue} bound to {settings.names.events} with {' '.join(args.patterns)}")
         elif command == "replay":
-            moved = asyncio.run(tools.replay(settings, dry_run=args.dry_run))
+            listing = sys.stdout if args.dry_run else None
+            moved = asyncio.run(tools.replay(settings, dry_run=args.dry_run, listing=listing))
             verb = "would move" if args.dry_run else "moved"
             print(f"{verb} {moved} postback message(s) from quarantine to intake")
         elif command == "tail":
             asyncio.run(_tail(settings, args.pattern, args.output))
         elif command == "stats":
-            _stats(settings)
+            _stats(settings, args)
     except ValueError as exc:
         print(f"postbacks: error: {exc}", file=sys.stderr)
         return 2

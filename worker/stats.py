@@ -1,25 +1,282 @@
-"""``postbacks stats``: queue depths and consumers, as a readable table."""
+"""``postbacks stats``: queue depths, consumers, rates and the quarantine, as a table.
+
+Depths and consumers come from the broker over AMQP (a passive declare per queue: exact and
+current). Rates come from RabbitMQ's management HTTP API when it answers (in/s and out/s,
+the broker's own figures, which it refreshes every few seconds); ``net/s`` is always
+measured here, by sampling each depth twice ``interval`` seconds apart. When the management
+API does not answer, the table says so and shows ``-`` for in/s, out/s and unacked, and
+subscriber queues (``NS.sub.*``, only listable through that API) are left out.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
 import aio_pika
+import aiohttp
+from aio_pika.abc import AbstractConnection
 
-from ingest.settings import Settings
+from ingest.settings import Settings, mask_url
+
+MANAGEMENT_PORT = 15672
+MANAGEMENT_TIMEOUT = 3.0
+OFF = ("off", "none", "no", "")
 
 
-async def report(settings: Settings) -> str:
+@dataclass(slots=True)
+class QueueRow:
+    name: str
+    role: str
+    present: bool = True
+    ready: int | None = None
+    unacked: int | None = None
+    consumers: int | None = None
+    in_rate: float | None = None
+    out_rate: float | None = None
+    net_rate: float | None = None
+
+
+@dataclass(slots=True)
+class Management:
+    """What the management API said, or why it could not be asked."""
+
+    url: str | None
+    error: str | None = None
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, Any] | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.url is not None and self.error is None
+
+
+@dataclass(slots=True)
+class Report:
+    namespace: str
+    broker: str
+    rows: list[QueueRow]
+    management: Management
+    interval: float
+
+    def row(self, name: str) -> QueueRow | None:
+        return next((row for row in self.rows if row.name == name), None)
+
+
+def management_url(amqp_url: str, given: str | None = None) -> str | None:
+    """The management API's base URL: ``given``, or the AMQP host on port 15672 with the
+    AMQP credentials (``None`` when ``given`` is ``off``)."""
+    if given is not None:
+        if given.strip().lower() in OFF:
+            return None
+        parts = urlsplit(given)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"--management-url must be an http(s) URL or 'off': {given!r}")
+        if parts.username is None:
+            amqp = urlsplit(amqp_url)
+            user = quote(unquote(amqp.username or "guest"), safe="")
+            password = quote(unquote(amqp.password or "guest"), safe="")
+            host = parts.netloc
+            return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+        return given
+    amqp = urlsplit(amqp_url)
+    scheme = "https" if amqp.scheme == "amqps" else "http"
+    user = amqp.username or "guest"
+    password = amqp.password or "guest"
+    host = amqp.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{user}:{password}@{host}:{MANAGEMENT_PORT}/"
+
+
+def vhost_of(amqp_url: str) -> str:
+    path = urlsplit(amqp_url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def _rate(stats: dict[str, Any] | None, key: str) -> float:
+    details = (stats or {}).get(f"{key}_details") or {}
+    value = details.get("rate", 0.0)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+async def _ask_management(url: str | None, vhost: str, namespace: str, events: str) -> Management:
+    if url is None:
+        return Management(None, "turned off with --management-url off")
+    parts = urlsplit(url)
+    credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+    found = Management(mask_url(url))
+    v = quote(vhost, safe="")
+    timeout = aiohttp.ClientTimeout(total=MANAGEMENT_TIMEOUT)
+    try:
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+            columns = "name,messages_ready,messages_unacknowledged,consumers,message_stats"
+            async with session.get(f"{base}/api/queues/{v}", params={"columns": columns}) as r:
+                if r.status != 200:
+                    found.error = f"HTTP {r.status} from {r.url.path}"
+                    return found
+                queues: list[dict[str, Any]] = await r.json()
+            async with session.get(f"{base}/api/exchanges/{v}/{quote(events, safe='')}") as r:
+                found.events = await r.json() if r.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        found.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return found
+    prefix = f"{namespace}."
+    found.queues = {q["name"]: q for q in queues if str(q.get("name", "")).startswith(prefix)}
+    return found
+
+
+async def _depth(connection: AbstractConnection, queue: str) -> tuple[int, int] | None:
+    """(ready messages, consumers) of ``queue``, or ``None`` when it does not exist."""
+    channel = await connection.channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+    except aio_pika.exceptions.ChannelClosed:
+        return None
+    result = declared.declaration_result
+    with contextlib.suppress(Exception):
+        await channel.close()
+    return result.message_count or 0, result.consumer_count or 0
+
+
+async def collect(
+    settings: Settings, management: str | None = None, interval: float = 1.0
+) -> Report:
+    """Everything ``postbacks stats`` shows, as data."""
     names = settings.names
-    rows = []
+    url = management_url(settings.amqp_url, management)
+    asked = asyncio.create_task(
+        _ask_management(url, vhost_of(settings.amqp_url), names.namespace, names.events)
+    )
+    rows = [
+        QueueRow(names.intake, "intake"),
+        QueueRow(names.quarantine, "quarantine"),
+        QueueRow(names.unrouted, "unrouted"),
+    ]
     async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
-        for queue_name in (names.intake, names.quarantine, names.unrouted):
-            channel = await connection.channel()
-            try:
-                queue = await channel.declare_queue(queue_name, passive=True)
-                result = queue.declaration_result
-                rows.append((queue_name, str(result.message_count), str(result.consumer_count)))
-            except Exception:
-                rows.append((queue_name, "-", "absent"))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'queue':<{width}}  {'messages':>9}  {'consumers':>9}"]
-    lines += [f"{q:<{width}}  {m:>9}  {c:>9}" for q, m, c in rows]
-    return "\n".join(lines)
+        first = {row.name: await _depth(connection, row.name) for row in rows}
+        started = time.monotonic()
+        found = await asked
+        prefix = names.subscriber("")
+        for name in sorted(found.queues):
+            if name.startswith(prefix):
+                rows.append(QueueRow(name, "subscriber"))
+                first[name] = await _depth(connection, name)
+        if interval > 0:
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            elapsed = max(time.monotonic() - started, 1e-6)
+            second = {row.name: await _depth(connection, row.name) for row in rows}
+        else:
+            elapsed, second = 0.0, first
+    for row in rows:
+        before, after = first[row.name], second[row.name]
+        if after is None:
+            row.present = False
+            continue
+        row.ready, row.consumers = after
+        if before is not None and elapsed > 0:
+            row.net_rate = (after[0] - before[0]) / elapsed
+        seen = found.queues.get(row.name)
+        if seen is not None:
+            row.unacked = int(seen.get("messages_unacknowledged") or 0)
+            stats = seen.get("message_stats")
+            row.in_rate = _rate(stats, "publish")
+            row.out_rate = _rate(stats, "deliver_get")
+        elif found.reachable:
+            row.unacked, row.in_rate, row.out_rate = 0, 0.0, 0.0
+    return Report(names.namespace, mask_url(settings.amqp_url), rows, found, interval)
+
+
+def _number(value: float | None, rate: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if rate else f"{int(value):,}"
+
+
+def render(report: Report) -> str:
+    """The report as the table an operator reads."""
+    header = ("queue", "role", "ready", "unacked", "consumers", "in/s", "out/s", "net/s")
+    table: list[tuple[str, ...]] = [header]
+    for row in report.rows:
+        if not row.present:
+            table.append((row.name, row.role, "absent", "-", "-", "-", "-", "-"))
+            continue
+        table.append(
+            (
+                row.name,
+                row.role,
+                _number(row.ready),
+                _number(row.unacked),
+                _number(row.consumers),
+                _number(row.in_rate, True),
+                _number(row.out_rate, True),
+                _number(row.net_rate, True),
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        left = [f"{cells[i]:<{widths[i]}}" for i in range(2)]
+        right = [f"{cells[i]:>{widths[i]}}" for i in range(2, len(cells))]
+        return "  ".join(left + right).rstrip()
+
+    management = report.management
+    out = [f"postbacks stats: namespace {report.namespace}, broker {report.broker}"]
+    sampled = (
+        f"net/s: change of ready messages over {report.interval:g} s, measured here"
+        if report.interval > 0
+        else "net/s: not sampled (--interval 0)"
+    )
+    if management.reachable:
+        out.append(f"rates: in/s, out/s from the RabbitMQ management API {management.url}")
+        out.append(f"       (the broker's latest sample); {sampled}")
+    else:
+        if management.url is None:
+            out.append("rates: management API not asked (--management-url off)")
+        else:
+            out.append(f"rates: management API not reachable at {management.url}")
+            out.append(f"       ({management.error})")
+        out.append(f"       fallback: {sampled};")
+        out.append("       in/s, out/s, unacked and subscriber queues need the management")
+        out.append("       plugin (rabbitmq-plugins enable rabbitmq_management)")
+    out.append("")
+    out.append(line(table[0]))
+    out += [line(cells) for cells in table[1:]]
+    if management.reachable and management.events is not None:
+        stats = management.events.get("message_stats")
+        out.append("")
+        out.append(
+            f"events exchange {report.namespace}.events: in {_rate(stats, 'publish_in'):,.1f}/s, "
+            f"routed out {_rate(stats, 'publish_out'):,.1f}/s"
+        )
+    quarantine = report.rows[1]
+    out.append("")
+    if not quarantine.present:
+        out.append("quarantine: absent (run `postbacks topology`)")
+    elif quarantine.ready:
+        out.append(
+            f"quarantine: {quarantine.ready:,} message(s) held: see why with "
+            "`postbacks replay --dry-run`;\n            after the fix, `postbacks replay` "
+            "moves them back to the intake"
+        )
+    else:
+        out.append("quarantine: empty")
+    intake = report.rows[0]
+    if intake.present and not intake.consumers:
+        out.append("intake: no worker is consuming (start `postbacks work`)")
+    return "\n".join(out)
+
+
+async def report(settings: Settings, management: str | None = None, interval: float = 1.0) -> str:
+    return render(await collect(settings, management, interval))

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from ingest import envelope, topology
 from ingest.envelope import Record
 from ingest.names import SUBSCRIBER_NAME
 from ingest.settings import Settings
 from worker.worker import records_of
+
+log = logging.getLogger("postbacks.tools")
 
 
 async def declare_topology(settings: Settings) -> None:
@@ -67,10 +71,72 @@ def _replayable(message: AbstractIncomingMessage) -> aio_pika.Message:
     )
 
 
-def _progress(out: TextIO, done: int, total: int, width: int = 30) -> None:
-    filled = width * done // total if total else width
-    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    out.flush()
+# Quarantined messages moved per AMQP transaction. Keep it under 32: a quorum queue's
+# client in the broker holds back settlements past 32 in flight and drops the held-back
+# ones when the connection closes right after the commit, which would leave a moved
+# message in quarantine as well (seen with 100 on RabbitMQ 3.10: 17 of 250 stayed).
+REPLAY_BATCH = 16
+RETURN_WAIT = 10.0  # seconds a dry run waits for the broker to take its messages back
+
+
+class Progress:
+    """A progress bar on a terminal (redrawn in place, at most ten times a second), or a
+    plain line every tenth of the way when the output is a file or a pipe."""
+
+    def __init__(self, out: TextIO, total: int, verb: str = "replay", width: int = 30) -> None:
+        self.out = out
+        self.total = total
+        self.verb = verb
+        self.width = width
+        self.started = time.monotonic()
+        self.drawn = 0.0
+        self.step = 0  # tenths of the way already reported (files and pipes)
+        isatty = getattr(out, "isatty", None)
+        self.tty = bool(isatty()) if callable(isatty) else False
+
+    def line(self, done: int) -> str:
+        total = self.total
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = done / elapsed
+        share = min(done / total, 1.0) if total else 1.0
+        filled = int(self.width * share)
+        bar = "#" * filled + "-" * (self.width - filled)
+        text = f"{self.verb} [{bar}] {done}/{total} {share:4.0%}  {rate:,.0f} msg/s"
+        if done < total and rate > 0:
+            text += f"  ETA {_duration((total - done) / rate)}"
+        elif done >= total:
+            text += f"  in {_duration(elapsed)}"
+        return text
+
+    def update(self, done: int) -> None:
+        if self.tty:
+            now = time.monotonic()
+            if now - self.drawn < 0.1:
+                return
+            self.drawn = now
+            self.out.write("\r" + self.line(done) + "\x1b[K")
+        else:
+            step = 10 * done // self.total if self.total else 10
+            if step <= self.step or done >= self.total:
+                return  # the last line is written by finish()
+            self.step = step
+            self.out.write(self.line(done) + "\n")
+        self.out.flush()
+
+    def finish(self, done: int) -> None:
+        if self.tty:
+            self.out.write("\r" + self.line(done) + "\x1b[K\n")
+        else:
+            self.out.write(self.line(done) + "\n")
+        self.out.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def replay(
@@ -78,11 +144,14 @@ async def replay(
     dry_run: bool = False,
     progress: TextIO | None = sys.stderr,
     on_message: Callable[[AbstractIncomingMessage], None] | None = None,
+    listing: TextIO | None = None,
 ) -> int:
     """Move each message present in ``NS.quarantine`` now back to ``NS.intake``, once.
 
-    Each move is one AMQP transaction (publish to intake + ack from quarantine), so a crash
-    never leaves a message in both places. Returns how many moved (or would move).
+    Moves go in AMQP transactions (publishes to intake + acks from quarantine, committed
+    together every ``REPLAY_BATCH`` messages), so a crash never leaves a message in both
+    places. With ``dry_run`` nothing moves: each message is looked at, written to
+    ``listing`` with its reason when given, and put back. Returns how many moved (or would).
     """
     names = settings.names
     async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
@@ -91,11 +160,12 @@ async def replay(
         quarantine = await channel.declare_queue(names.quarantine, passive=True)
         total = quarantine.declaration_result.message_count or 0
         if dry_run:
-            return await _peek(channel, names.quarantine, total, on_message)
+            return await _peek(connection, names.quarantine, total, on_message, listing)
+        bar = Progress(progress, total) if progress is not None and total else None
         transaction = channel.transaction()
         await transaction.select()
-        moved = 0
-        while moved < total:
+        moved = pending = 0
+        while moved + pending < total:
             message = await quarantine.get(no_ack=False, fail=False)
             if message is None:
                 break
@@ -105,54 +175,149 @@ async def replay(
                 _replayable(message), routing_key=names.intake, mandatory=False
             )
             await message.ack()
+            pending += 1
+            if pending >= REPLAY_BATCH:
+                await transaction.commit()
+                moved, pending = moved + pending, 0
+                if bar is not None:
+                    bar.update(moved)
+        if pending:
             await transaction.commit()
-            moved += 1
-            if progress is not None and (moved % 50 == 0 or moved == total):
-                _progress(progress, moved, total)
-        if progress is not None and total:
-            progress.write("\n")
+            moved += pending
+        if bar is not None:
+            bar.finish(moved)
         return moved
 
 
 async def _peek(
-    channel: AbstractChannel,
+    connection: AbstractConnection,
     queue_name: str,
     total: int,
     on_message: Callable[[AbstractIncomingMessage], None] | None,
+    listing: TextIO | None = None,
 ) -> int:
-    """Look at the first ``total`` quarantined messages without moving any (dry run)."""
-    queue = await channel.declare_queue(queue_name, passive=True)
-    seen: list[AbstractIncomingMessage] = []
-    while len(seen) < total:
-        message = await queue.get(no_ack=False, fail=False)
-        if message is None:
+    """Look at the first ``total`` quarantined messages without moving any (dry run).
+
+    Each is held unacknowledged on a channel of its own while the others are read; closing
+    that channel gives them all back at once (not one return per message: a quorum queue
+    client holds back returns past 32 in flight, and would drop those on close anyway).
+    Then it waits, a bounded time, until the queue shows them again, so a ``stats`` or a
+    ``replay`` right after counts them."""
+    looking = await connection.channel()
+    queue = await looking.declare_queue(queue_name, passive=True)
+    seen = 0
+    if listing is not None and total:
+        listing.write(LISTING_HEADER + "\n")
+    try:
+        while seen < total:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            seen += 1
+            if on_message is not None:
+                on_message(message)
+            if listing is not None:
+                listing.write(describe(message, seen) + "\n")
+    finally:
+        await looking.close()
+    counting = await connection.channel()
+    deadline = time.monotonic() + RETURN_WAIT
+    while time.monotonic() < deadline:
+        back = await counting.declare_queue(queue_name, passive=True)
+        if (back.declaration_result.message_count or 0) >= seen:
             break
-        seen.append(message)
-        if on_message is not None:
-            on_message(message)
-    for message in seen:
-        await message.nack(requeue=True)
-    return len(seen)
+        await asyncio.sleep(0.05)
+    if listing is not None:
+        listing.flush()
+    return seen
+
+
+LISTING_HEADER = f"{'#':>5}  {'postbacks':>9}  {'received_at':<27}  {'id':<32}  reason"
 
 
 def quarantine_reason(message: AbstractIncomingMessage) -> str:
+    """Why a message is in quarantine: the worker's header ``x-error``, else the broker's
+    dead-letter reason (``x-first-death-reason``, e.g. ``delivery_limit``) and queue."""
     headers = message.headers or {}
-    reason = headers.get("x-error") or headers.get("x-first-death-reason") or "unknown"
-    return reason.decode() if isinstance(reason, bytes) else str(reason)
+    error = headers.get("x-error")
+    if error:
+        return _text(error)
+    reason = headers.get("x-first-death-reason")
+    if reason:
+        where = headers.get("x-first-death-queue")
+        source = f" from {_text(where)}" if where else ""
+        return f"dead-lettered by the broker{source}: {_text(reason)}"
+    return "unknown (no x-error or x-first-death-reason header)"
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def describe(message: AbstractIncomingMessage, position: int) -> str:
+    """One line of ``postbacks replay --dry-run``: position, postbacks carried, when the
+    (first) postback was received, its id, and the reason."""
+    headers = message.headers or {}
+    received = headers.get("x-received-at")
+    postback_id = headers.get("x-postback-id") or message.message_id
+    count: object = headers.get("x-postbacks", 1)
+    if message.content_type == envelope.CONTENT_TYPE:
+        try:
+            records = envelope.unpack(message.body)
+        except envelope.BadEnvelope:
+            records = []
+        if records:
+            count = len(records)
+            received = received or records[0].received_at
+            postback_id = postback_id or records[0].postback_id
+    return (
+        f"{position:>5}  {_text(count):>9}  {_text(received or '-'):<27}  "
+        f"{_text(postback_id or '-'):<32}  {quarantine_reason(message)}"
+    )
 
 
 def human(event: dict[str, Any]) -> str:
-    """One readable line per event, for ``postbacks tail --format human``."""
+    """One readable line per event, for ``postbacks tail --format human``:
+    when received, origin and code, family/status (and whether final), the numbers, the
+    tracking id, and Sinch's own wording."""
+
+    def value(key: str) -> str:
+        item = event.get(key)
+        return "-" if item is None or item == "" else str(item)
+
     parts = [
-        str(event.get("received_at", "")),
-        f"{event.get('code')}",
-        f"{event.get('family')}/{event.get('status')}",
-        f"to={event.get('to') or '-'}",
-        f"tracking={event.get('tracking_id') or '-'}",
+        value("received_at"),
+        f"{value('origin')} {value('code')}",
+        f"{value('family')}/{value('status')}" + (" final" if event.get("final") else ""),
     ]
+    if event.get("from"):
+        parts.append(f"from={value('from')}")
+    parts.append(f"to={value('to')}")
+    parts.append(f"tracking={value('tracking_id')}")
+    if event.get("client_reference"):
+        parts.append(f"ref={value('client_reference')}")
+    if event.get("status_text"):
+        parts.append(f"status={value('status_text')!r}")
     if event.get("status_details"):
-        parts.append(f"details={event['status_details']!r}")
+        parts.append(f"details={value('status_details')!r}")
+    files = event.get("content_files")
+    if isinstance(files, list) and files:
+        parts.append(f"files={len(files)}")
     return "  ".join(parts)
+
+
+def _line(body: bytes, fmt: str) -> str:
+    """What ``tail`` prints for one message: the event as sent (``json``) or one readable
+    line (``human``); a body that is no JSON object is shown as text, never dropped."""
+    if fmt == "human":
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            event = None
+        if isinstance(event, dict):
+            return human(event)
+        return "(not an event) " + body.decode(errors="replace")
+    return body.decode(errors="replace")
 
 
 async def tail(
@@ -170,6 +335,10 @@ async def tail(
         events = await topology.declare_events(channel, settings.names)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(events, routing_key=pattern)
+        log.info(
+            "tail: printing events (Ctrl-C stops)",
+            extra={"exchange": settings.names.events, "pattern": pattern, "queue": queue.name},
+        )
         if ready is not None:
             ready.set()
         async with queue.iterator() as messages:
@@ -185,11 +354,7 @@ async def tail(
                         break
                     message = getter.result()
                     await message.ack()
-                    if fmt == "human":
-                        line = human(orjson.loads(message.body))
-                    else:
-                        line = message.body.decode()
-                    out.write(line + "\n")
+                    out.write(_line(message.body, fmt) + "\n")
                     out.flush()
                     printed += 1
             finally:

@@ -1,0 +1,449 @@
+"""Tools of the fault suite: processes wired to the private broker and Redis, a load
+generator that remembers every answer, a reader of what reaches downstream, the report."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import orjson
+from aio_pika.abc import AbstractIncomingMessage
+
+from ingest import topology
+from ingest.names import Names
+from tests.support import Proc, Stack, free_port, postback_json, postback_xml
+
+from .services import PrivateRabbit, PrivateRedis
+
+CODES = ("N101", "N102", "E101", "N003", "E012", "N401", "X999")
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """A ``postbacks receive`` or ``postbacks work`` process and the port it serves HTTP on."""
+
+    role: str
+    proc: Proc
+    port: int
+    env: dict[str, str | int | None]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def postbacks(self) -> str:
+        return f"{self.base}/postbacks"
+
+    def alive(self) -> bool:
+        return self.proc.alive()
+
+    def peak_rss_kib(self) -> int:
+        return peak_rss_kib(self.proc.pid)
+
+
+class Cluster:
+    """The processes of one test, wired to the private RabbitMQ and Redis."""
+
+    def __init__(
+        self, namespace: str, tmp: Path, rabbit: PrivateRabbit, redis: PrivateRedis
+    ) -> None:
+        self.namespace = namespace
+        self.names = Names(namespace)
+        self.rabbit = rabbit
+        self.redis = redis
+        self.stack = Stack(namespace, tmp)
+        self.services: list[Service] = []
+
+    def _start(self, role: str, port: int, env: dict[str, str | int | None]) -> Service:
+        full: dict[str, str | int | None] = {
+            "AMQP_URL": self.rabbit.url,
+            "INGEST_HOST": "127.0.0.1",
+            **env,
+        }
+        if role == "receive":
+            full["INGEST_PORT"] = port
+        else:
+            full.setdefault("REDIS_URL", self.redis.url)
+            full["WORKER_METRICS_PORT"] = port
+        service = Service(role, self.stack.start(role, **full), port, dict(env))
+        self.services.append(service)
+        return service
+
+    async def receiver(self, ready: bool = True, **env: str | int | None) -> Service:
+        service = self._start("receive", free_port(), env)
+        if ready:
+            await wait_ready(service)
+        return service
+
+    async def worker(self, ready: bool = True, **env: str | int | None) -> Service:
+        service = self._start("work", free_port(), env)
+        if ready:
+            await wait_ready(service)
+        return service
+
+    def restart(self, service: Service) -> Service:
+        """The same command with the same environment and port (the old one has exited)."""
+        return self._start(service.role, service.port, service.env)
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def logs(self) -> str:
+        return "\n".join(service.proc.output() for service in self.services)
+
+
+def peak_rss_kib(pid: int) -> int:
+    """``VmHWM`` (peak resident set) of a live process, in KiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+async def readiness(service: Service) -> tuple[int, dict[str, Any]]:
+    """``GET /readyz``: status and JSON body (0 and {} when nothing answers)."""
+    timeout = aiohttp.ClientTimeout(total=3)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"{service.base}/readyz") as response,
+        ):
+            text = await response.text()
+            body: dict[str, Any] = orjson.loads(text) if text.startswith("{") else {}
+            return response.status, body
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return 0, {}
+
+
+async def wait_ready(service: Service, timeout: float = 30) -> float:
+    """Seconds until ``/readyz`` answers 200."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not service.alive():
+            raise AssertionError(f"{service.role} exited:\n{service.proc.output()[-3000:]}")
+        status, _ = await readiness(service)
+        if status == 200:
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{service.role} not ready within {timeout}s")
+
+
+async def all_ready(services: Iterable[Service], timeout: float = 30) -> float:
+    """Seconds until every service answers ``/readyz`` 200."""
+    started = time.monotonic()
+    await asyncio.gather(*(wait_ready(service, timeout) for service in services))
+    return time.monotonic() - started
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Shot:
+    """One postback sent and what came back."""
+
+    tracking: str
+    sent: float
+    answered: float
+    status: int | None
+    error: str | None = None
+
+
+def valid_postback(tracking: str, index: int) -> tuple[bytes, str]:
+    """A distinct, valid postback (XML and JSON in turn), with its content type."""
+    code = CODES[index % len(CODES)]
+    if index % 2:
+        body = postback_json(code, tracking, status="Delivered", to=f"0{index:010d}")
+        return body, "application/json"
+    return postback_xml(code, tracking, status="Delivered", to=f"0{index:010d}"), "text/xml"
+
+
+class Load:
+    """Sends distinct valid postbacks with bounded concurrency and records every answer.
+
+    Stops after ``count`` postbacks, or when :meth:`stop` is called. A 503 makes that sender
+    pause ``backoff`` seconds, as a client honouring Retry-After would (shortened); the
+    postback is not sent again, so every tracking id is sent exactly once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        concurrency: int = 64,
+        rate: float | None = None,
+        headers: dict[str, str] | None = None,
+        backoff: float = 0.05,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.concurrency = concurrency
+        self.rate = rate
+        self.headers = headers or {}
+        self.backoff = backoff
+        self.shots: list[Shot] = []
+        self._issued = 0
+        self._stop = asyncio.Event()
+        self._answered = asyncio.Condition()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def issued(self) -> int:
+        return self._issued
+
+    async def wait_answered(self, count: int, timeout: float = 60) -> None:
+        async with asyncio.timeout(timeout), self._answered:
+            await self._answered.wait_for(lambda: len(self.shots) >= count)
+
+    async def run(self, count: int | None = None) -> list[Shot]:
+        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=30)
+        started = time.monotonic()
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def sender() -> None:
+                while not self._stop.is_set() and (count is None or self._issued < count):
+                    index = self._issued
+                    self._issued += 1
+                    if self.rate is not None:
+                        delay = started + index / self.rate - time.monotonic()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                    shot = await self._send(session, index)
+                    async with self._answered:
+                        self.shots.append(shot)
+                        self._answered.notify_all()
+                    if shot.status != 200:
+                        await asyncio.sleep(self.backoff)
+
+            await asyncio.gather(*(sender() for _ in range(self.concurrency)))
+        return self.shots
+
+    async def _send(self, session: aiohttp.ClientSession, index: int) -> Shot:
+        tracking = f"{self.prefix}-{index}"
+        body, content_type = valid_postback(tracking, index)
+        headers = {**self.headers, "Content-Type": content_type}
+        sent = time.monotonic()
+        try:
+            async with session.post(self.url, data=body, headers=headers) as response:
+                await response.read()
+                return Shot(tracking, sent, time.monotonic(), response.status)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Shot(tracking, sent, time.monotonic(), None, type(exc).__name__)
+
+    def statuses(self) -> collections.Counter[int | None]:
+        return collections.Counter(shot.status for shot in self.shots)
+
+    def accepted(self) -> set[str]:
+        return {shot.tracking for shot in self.shots if shot.status == 200}
+
+
+# --- downstream ---------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    tracking: str | None
+    event_id: str
+    received_at: str
+    code: str
+
+
+@dataclass
+class Downstream:
+    """A durable subscriber queue bound ``#`` on ``NS.events``: every event published."""
+
+    amqp_url: str
+    names: Names
+    events: list[Seen] = field(default_factory=list)
+
+    async def declare(self) -> None:
+        async with await aio_pika.connect(self.amqp_url) as connection:
+            channel = await connection.channel()
+            await topology.declare(channel, self.names)
+            await topology.subscribe(channel, self.names, "faults", ["#"])
+
+    async def collect(
+        self, expected: Collection[str], timeout: float = 60, settle: float = 1.5
+    ) -> None:
+        """Read events until every tracking id in ``expected`` was seen (or ``timeout``),
+        then ``settle`` seconds more to catch any late duplicate."""
+        missing = set(expected) - self.trackings()
+        complete = asyncio.Event()
+        if not missing:
+            complete.set()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            event = orjson.loads(message.body)
+            tracking = event.get("tracking_id")
+            self.events.append(
+                Seen(tracking, str(message.message_id), event["received_at"], event["code"])
+            )
+            missing.discard(tracking)
+            if not missing:
+                complete.set()
+
+        async with await aio_pika.connect(self.amqp_url) as connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=1000)
+            queue = await channel.declare_queue(self.names.subscriber("faults"), passive=True)
+            tag = await queue.consume(on_message, no_ack=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(complete.wait(), timeout)
+            await asyncio.sleep(settle)
+            await queue.cancel(tag)
+
+    def trackings(self) -> set[str]:
+        return {seen.tracking for seen in self.events if seen.tracking is not None}
+
+    def count_by_tracking(self) -> collections.Counter[str | None]:
+        return collections.Counter(seen.tracking for seen in self.events)
+
+
+@dataclass(frozen=True)
+class Tally:
+    sent: int
+    ok: int
+    downstream: int
+    lost: int
+    duplicates: int
+    lost_ids: tuple[str, ...]
+    duplicate_ids: tuple[str, ...]
+    unasked: int  # events of postbacks that were not answered 200 (allowed: at most once)
+
+
+def tally(shots: Iterable[Shot], downstream: Downstream) -> Tally:
+    shots = list(shots)
+    accepted = {shot.tracking for shot in shots if shot.status == 200}
+    ours = {shot.tracking for shot in shots}
+    counts = downstream.count_by_tracking()
+    lost = sorted(accepted - set(counts))
+    duplicates = sorted(str(t) for t, n in counts.items() if n > 1)
+    unasked = sum(1 for t in counts if t in ours and t not in accepted)
+    return Tally(
+        sent=len(shots),
+        ok=len(accepted),
+        downstream=sum(n for t, n in counts.items() if t in ours),
+        lost=len(lost),
+        duplicates=sum(n - 1 for n in counts.values() if n > 1),
+        lost_ids=tuple(lost[:10]),
+        duplicate_ids=tuple(duplicates[:10]),
+        unasked=unasked,
+    )
+
+
+async def queue_depth(amqp_url: str, queue: str) -> int:
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+async def take_all(amqp_url: str, queue: str) -> list[AbstractIncomingMessage]:
+    """Every message now in ``queue`` (removed from it)."""
+    out: list[AbstractIncomingMessage] = []
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        while (message := await declared.get(no_ack=True, fail=False)) is not None:
+            out.append(message)
+    return out
+
+
+async def delete_namespace(amqp_url: str, names: Names) -> None:
+    queues = [names.intake, names.quarantine, names.unrouted, names.subscriber("faults")]
+    with contextlib.suppress(Exception):
+        async with await aio_pika.connect(amqp_url, timeout=10) as connection:
+            for queue in queues:
+                channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(queue)
+            for exchange in (names.events, names.unrouted):
+                channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    await channel.exchange_delete(exchange)
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    fault: str
+    tally: Tally
+    recovery: str
+    notes: str = ""
+
+
+@dataclass
+class Report:
+    """The table of the suite, rewritten to ``path`` after every test that adds to it."""
+
+    path: Path
+    broker: str
+    started: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.monotonic)  # when the last test reported
+    rows: list[Row] = field(default_factory=list)
+    rss: dict[str, int] = field(default_factory=dict)
+    extra: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.last = time.monotonic()
+        self.rows.append(row)
+        self.write()
+
+    def note_rss(self, role: str, kib: int) -> None:
+        self.rss[role] = max(self.rss.get(role, 0), kib)
+        self.write()
+
+    def note(self, line: str) -> None:
+        self.last = time.monotonic()
+        self.extra.append(line)
+        self.write()
+
+    def render(self) -> str:
+        lines = [
+            "# Fault-injection report",
+            "",
+            f"Broker and Redis under test: {self.broker}.",
+            f"Fault suite run time (including starting the private broker): "
+            f"{self.last - self.started:.0f} s.",
+            "",
+            "| fault | postbacks sent | answered 200 | events downstream | lost | duplicates "
+            "| recovery time | notes |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for row in self.rows:
+            t = row.tally
+            lines.append(
+                f"| {row.fault} | {t.sent} | {t.ok} | {t.downstream} | {t.lost} "
+                f"| {t.duplicates} | {row.recovery} | {row.notes} |"
+            )
+        if self.rss:
+            lines += ["", "Peak RSS (VmHWM):", ""]
+            lines += [f"- {role}: {kib / 1024:.1f} MiB" for role, kib in sorted(self.rss.items())]
+        if self.extra:
+            lines += ["", *self.extra]
+        return "\n".join(lines) + "\n"
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(self.render())
