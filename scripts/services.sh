@@ -65,3 +65,9 @@ if ! redis_ok; then
 else
   say "Redis answers"
 fi
+
+# The management plugin gives `postbacks stats` its rates (and operators a UI on :15672).
+if ! rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+  say "enabling the RabbitMQ management plugin"
+  as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 || say "management plugin not enabled (stats shows no rates)"
+fi

@@ -6,7 +6,11 @@ already this very delivery's: that happens only when the same intake message com
 after its transaction did not commit (worker killed, broker restarted), and then publishing
 again is right. Any other mark means another postback already carries this event: drop it.
 Since the event and the intake ack commit in one AMQP transaction, a committed delivery is
-never redelivered, so an event is published at most once however the worker dies.
+never redelivered, so an event is published at most once however the worker dies. Once a
+commit is confirmed the worker also *settles* its marks (``done:`` + mark): should the
+broker still hand the delivery out again (acks lost when a connection closes right after a
+commit have been seen on RabbitMQ 3.10 quorum queues), the copy finds a settled mark and is
+dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ class DedupStore(Protocol):
 
     async def release(self, claims: Sequence[tuple[str, str]]) -> None:
         """Forget ids still marked with exactly these marks (their delivery is given up)."""
+
+    async def settle(self, claims: Sequence[tuple[str, str]]) -> None:
+        """Mark these ids' events as committed: no delivery can claim them any more."""
 
     async def ping(self) -> None:
         """Raise when the store cannot answer."""
@@ -67,6 +74,12 @@ class MemoryDedup:
             if held is not None and held[0] == mark:
                 del self._marks[event_id]
 
+    async def settle(self, claims: Sequence[tuple[str, str]]) -> None:
+        for event_id, mark in claims:
+            held = self._marks.get(event_id)
+            if held is not None and held[0] == mark:
+                self._marks[event_id] = (SETTLED + mark, held[1])
+
     async def ping(self) -> None:
         return None
 
@@ -76,6 +89,8 @@ class MemoryDedup:
     def __len__(self) -> int:
         return len(self._marks)
 
+
+SETTLED = "done:"  # a settled mark: the event is committed
 
 # One round trip per batch; atomic because Redis runs a script without interleaving.
 _CLAIM = """
@@ -91,6 +106,14 @@ for i, key in ipairs(KEYS) do
   end
 end
 return out
+"""
+_SETTLE = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    redis.call('SET', key, 'done:' .. ARGV[i], 'KEEPTTL')
+  end
+end
+return 0
 """
 _RELEASE = """
 for i, key in ipairs(KEYS) do
@@ -111,6 +134,7 @@ class RedisDedup:
         )
         self._claim = self.client.register_script(_CLAIM)
         self._release = self.client.register_script(_RELEASE)
+        self._settle = self.client.register_script(_SETTLE)
 
     async def claim(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
         if not claims:
@@ -123,6 +147,11 @@ class RedisDedup:
         if claims:
             keys = [self.prefix + event_id for event_id, _ in claims]
             await self._release(keys=keys, args=[mark for _, mark in claims])
+
+    async def settle(self, claims: Sequence[tuple[str, str]]) -> None:
+        if claims:
+            keys = [self.prefix + event_id for event_id, _ in claims]
+            await self._settle(keys=keys, args=[mark for _, mark in claims])
 
     async def ping(self) -> None:
         await self.client.ping()

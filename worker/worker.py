@@ -69,6 +69,7 @@ class _Done:
     started: float
     published: list[Outgoing]
     batch: _Batch
+    claims: list[tuple[str, str]]  # (event id, mark) of each published event
 
 
 def records_of(message: AbstractIncomingMessage) -> list[Record]:
@@ -106,7 +107,7 @@ class Worker:
         self.metrics = metrics
         self.problems: dict[str, str | None] = {"broker": "not connected yet"}
         if settings.redis_url:
-            self.problems["redis"] = None
+            self.problems["redis"] = "not checked yet"
         self.stopping = asyncio.Event()
         self.published = 0  # events published since start, for logs and tests
         self._on_committed: list[Callable[[int], None]] = []
@@ -228,6 +229,15 @@ class Worker:
         task, done = committing
         await task
         self._committed(done)
+        await self._settle(done)
+
+    async def _settle(self, done: _Done) -> None:
+        """Settle the marks of a committed batch. Best effort: an unsettled mark still
+        drops every other copy; only a redelivery of this very message would pass it."""
+        try:
+            await self.store.settle(done.claims)
+        except (RedisError, OSError) as exc:
+            log.warning("dedup marks not settled", extra={"error": _describe(exc)})
 
     async def _wake_on_stop(self, inbox: asyncio.Queue[AbstractIncomingMessage | None]) -> None:
         await self.stopping.wait()
@@ -258,6 +268,7 @@ class Worker:
                 done = await self._publish(channel, events, group, batch, fresh)
                 await transaction.commit()
                 self._committed(done)
+                await self._settle(done)
             except (_GiveUp, TimeoutError):
                 break
 
@@ -300,7 +311,8 @@ class Worker:
         """Publish and ack a group inside the open transaction; the caller commits."""
         started = time.perf_counter()
         published: list[Outgoing] = []
-        for (_, out, _), is_fresh in zip(batch.events, fresh, strict=True):
+        claimed: list[tuple[str, str]] = []
+        for (_, out, mark), is_fresh in zip(batch.events, fresh, strict=True):
             if not is_fresh:
                 continue
             await events.publish(
@@ -316,6 +328,7 @@ class Worker:
                 mandatory=False,
             )
             published.append(out)
+            claimed.append((out.event_id, mark))
         quarantine = channel.default_exchange
         for rejected in batch.rejected:
             await quarantine.publish(
@@ -349,7 +362,7 @@ class Worker:
                     await message.ack()
         else:
             await group[-1].ack(multiple=True)
-        return _Done(started, published, batch)
+        return _Done(started, published, batch, claimed)
 
     def _committed(self, done: _Done) -> None:
         started, published, batch = done.started, done.published, done.batch
