@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import aio_pika
 import aio_pika.abc
@@ -140,6 +141,12 @@ async def delete_redis_keys(redis_url: str | None, namespace: str) -> int:
     return deleted
 
 
+@dataclass(frozen=True, slots=True)
+class Waited:
+    count: int
+    reason: str  # "reached", "stalled" (nothing moved for stall_s) or "timeout"
+
+
 async def wait_count(
     broker: Broker,
     queue: str,
@@ -148,25 +155,21 @@ async def wait_count(
     stall_s: float,
     poll_s: float = 0.1,
     timeout_s: float | None = None,
-) -> tuple[int, list[tuple[float, int]]]:
-    """Poll ``queue`` until it holds ``target`` messages, or nothing moved for ``stall_s``.
-
-    Returns the last count and the samples (monotonic time, count)."""
+) -> Waited:
+    """Poll ``queue`` until it holds ``target`` messages, nothing moved for ``stall_s``, or
+    ``timeout_s`` passed."""
     loop = asyncio.get_running_loop()
-    samples: list[tuple[float, int]] = []
-    last_change = loop.time()
-    start = last_change
+    last_change = start = loop.time()
     last = -1
     while True:
         count = await broker.count(queue) or 0
         now = loop.time()
-        samples.append((now, count))
         if count != last:
             last, last_change = count, now
         if count >= target:
-            return count, samples
+            return Waited(count, "reached")
         if now - last_change > stall_s:
-            return count, samples
+            return Waited(count, "stalled")
         if timeout_s is not None and now - start > timeout_s:
-            return count, samples
+            return Waited(count, "timeout")
         await asyncio.sleep(poll_s)

@@ -17,6 +17,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LOG_DIR = RESULTS_DIR / "logs"
 
 _running: list[ManagedProcess] = []
+# (name, log file, exit status or None if it had to be killed, seconds SIGTERM took)
+EXITS: list[tuple[str, str, int | None, float]] = []
 
 
 def taskset_prefix(cpu: int | Sequence[int] | None) -> list[str]:
@@ -40,16 +42,14 @@ class ManagedProcess:
         argv: Sequence[str],
         *,
         cpu: int | Sequence[int] | None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,  # the whole environment (default: ours)
         log_name: str | None = None,
     ) -> None:
         self.name = name
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{log_name or name}.log"
         self._log: IO[bytes] = self.log_path.open("wb")
-        full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
+        full_env = dict(os.environ if env is None else env)
         self.argv = [*taskset_prefix(cpu), *argv]
         self.popen = subprocess.Popen(
             self.argv,
@@ -73,6 +73,8 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """Stop the whole process group; returns the exit status (None if it was killed)."""
+        started = time.monotonic()
+        status: int | None = None
         try:
             if self.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -87,8 +89,10 @@ class ManagedProcess:
             # Any straggler left in the group (children of a `run`) goes too.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
-            return self.popen.returncode
+            status = self.popen.returncode
+            return status
         finally:
+            EXITS.append((self.name, self.log_path.name, status, time.monotonic() - started))
             if self in _running:
                 _running.remove(self)
             self._log.close()
@@ -191,3 +195,115 @@ async def wait_port_free(port: int, timeout: float = 10.0) -> None:
         if time.monotonic() - start > timeout:
             raise RuntimeError(f"port {port} is still in use")
         await asyncio.sleep(0.1)
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]), idle
+
+
+async def machine_busy(seconds: float = 1.0) -> float:
+    """Percent of all CPUs busy over ``seconds`` (before a phase: others' load = noise)."""
+    total0, idle0 = _cpu_times()
+    await asyncio.sleep(seconds)
+    total1, idle1 = _cpu_times()
+    dt = total1 - total0
+    return round(100.0 * (dt - (idle1 - idle0)) / dt, 1) if dt > 0 else 0.0
+
+
+_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _service_uids() -> set[int]:
+    import pwd
+
+    uids: set[int] = set()
+    for name in ("rabbitmq", "redis"):
+        with contextlib.suppress(KeyError):
+            uids.add(pwd.getpwnam(name).pw_uid)
+    return uids
+
+
+def _proc_ticks(stat: str) -> tuple[int, int]:
+    """(own utime+stime, reaped children's cutime+cstime) from a /proc/PID/stat line."""
+    rest = stat.rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
+
+
+def tree_ticks(pid: int) -> int:
+    """CPU ticks used so far by ``pid`` and its descendants (live, and reaped)."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            own, children = _proc_ticks(Path(f"/proc/{p}/stat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue
+        total += own + children
+    return total
+
+
+def service_ticks() -> int:
+    """CPU ticks used so far by the broker and Redis (see :func:`_accounted_ticks`)."""
+    services = _service_uids()
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if entry.stat().st_uid in services or "(redis-server)" in stat:
+                total += _proc_ticks(stat)[0]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def ticks_to_core_pct(ticks: int, seconds: float) -> float:
+    """CPU ticks over ``seconds`` as % of one core."""
+    return round(100.0 * ticks / (_TCK * seconds), 1) if seconds > 0 else 0.0
+
+
+def _accounted_ticks() -> int:
+    """CPU ticks of this process, its descendants (live, and reaped: cutime/cstime), and of
+    the broker and Redis (processes of the rabbitmq/redis users, or named redis-server)."""
+    ours = {os.getpid(), *descendants(os.getpid())}
+    services = _service_uids()
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            pid = int(entry.name)
+            stat = (entry / "stat").read_text()
+            if pid in ours:
+                own, children = _proc_ticks(stat)
+                total += own + children
+            elif entry.stat().st_uid in services or "(redis-server)" in stat:
+                total += _proc_ticks(stat)[0]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+class NoiseMeter:
+    """CPU used by everything else on the machine during a measurement: all busy time
+    (/proc/stat) less this process and its descendants and less the broker and Redis, in %
+    of all cores."""
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+        self._busy0 = self._busy()
+        self._ours0 = _accounted_ticks()
+
+    @staticmethod
+    def _busy() -> int:
+        total, idle = _cpu_times()
+        return total - idle
+
+    def others_pct(self) -> float:
+        elapsed = time.monotonic() - self._t0
+        others = (self._busy() - self._busy0) - (_accounted_ticks() - self._ours0)
+        cpus = os.cpu_count() or 1
+        pct = 100.0 * others / (_TCK * elapsed * cpus) if elapsed > 0 else 0.0
+        return round(max(0.0, pct), 1)

@@ -1,0 +1,262 @@
+"""The final table and the targets of the issue, evaluated on the figures of one run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Result = dict[str, Any]
+
+
+def dig(results: Result, *path: str) -> Any:
+    cur: Any = results
+    for key in path:
+        if not isinstance(cur, dict) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    x, y = _num(a), _num(b)
+    return x / y if x is not None and y else None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    op: str  # ">=" or "<=" or "=="
+    threshold: float
+    value: Callable[[Result], float | None]
+    unit: str = ""
+
+    def evaluate(self, results: Result) -> dict[str, Any]:
+        value = self.value(results)
+        if value is None:
+            verdict = "n/a"
+        elif self.op == ">=":
+            verdict = "PASS" if value >= self.threshold else "FAIL"
+        elif self.op == "<=":
+            verdict = "PASS" if value <= self.threshold else "FAIL"
+        else:
+            verdict = "PASS" if value == self.threshold else "FAIL"
+        return {
+            "target": self.name,
+            "value": None if value is None else round(value, 3),
+            "op": self.op,
+            "threshold": self.threshold,
+            "unit": self.unit,
+            "verdict": verdict,
+        }
+
+
+def _lost(results: Result) -> float | None:
+    """Postbacks answered 200 without their event, over every project phase that ran."""
+    counts = [
+        dig(results, "e2e", "lost"),
+        dig(results, "drain", "one", "lost"),
+        dig(results, "drain", "two", "lost"),
+        dig(results, "rss", "lost"),
+    ]
+    known = [c for c in counts if isinstance(c, int)]
+    if dig(results, "e2e") is not None and dig(results, "e2e", "lost") is None:
+        return None
+    return float(sum(known)) if known else None
+
+
+def _growth(results: Result, who: str) -> float | None:
+    return _num(dig(results, "rss", f"{who}_growth_mb"))
+
+
+TARGETS = (
+    Target(
+        "receiver req/s >= 0.6 x ceiling",
+        ">=",
+        0.6,
+        lambda r: _ratio(dig(r, "receiver", "wrk", "rps"), dig(r, "ceiling", "wrk", "rps")),
+        "x",
+    ),
+    Target(
+        "end-to-end events/s >= 3 x baseline pipeline",
+        ">=",
+        3.0,
+        lambda r: _ratio(
+            dig(r, "e2e", "events_per_s"), dig(r, "baseline", "pipeline", "events_per_s")
+        ),
+        "x",
+    ),
+    Target("postbacks lost (200 without event) == 0", "==", 0, _lost),
+    Target(
+        "receiver HTTP p99 at half max rate <= 10 ms",
+        "<=",
+        10.0,
+        lambda r: _num(dig(r, "receiver", "half_rate", "p99_ms")),
+        "ms",
+    ),
+    Target(
+        "two workers drain >= 1.7 x one worker",
+        ">=",
+        1.7,
+        lambda r: _ratio(
+            dig(r, "drain", "two", "events_per_s"), dig(r, "drain", "one", "events_per_s")
+        ),
+        "x",
+    ),
+    Target("receiver RSS growth <= 20 MB", "<=", 20.0, lambda r: _growth(r, "receiver"), "MB"),
+    Target("worker RSS growth <= 20 MB", "<=", 20.0, lambda r: _growth(r, "worker"), "MB"),
+)
+
+
+def evaluate(results: Result) -> list[dict[str, Any]]:
+    return [t.evaluate(results) for t in TARGETS]
+
+
+def _f(value: Any, digits: int = 0, suffix: str = "") -> str:
+    x = _num(value)
+    if x is None:
+        return "-" if value is None else str(value)
+    return f"{x:,.{digits}f}{suffix}"
+
+
+def _http_row(label: str, r: Any) -> list[str]:
+    if not isinstance(r, dict):
+        return [label, "-", "-", "-", "-", "-"]
+    tool = str(r.get("tool", ""))
+    if r.get("mode") == "open":
+        tool += f" @{_f(r.get('target_rate'))}/s"
+    return [
+        label,
+        _f(r.get("rps")),
+        _f(r.get("p50_ms"), 2),
+        _f(r.get("p99_ms"), 2),
+        _f(r.get("others_cpu_pct")),
+        tool,
+    ]
+
+
+def table(results: Result, targets: list[dict[str, Any]]) -> str:
+    lines: list[str] = []
+
+    def grid(header: list[str], rows: list[list[str]]) -> None:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+        fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+        lines.append(fmt.format(*header))
+        lines.append("  ".join("-" * w for w in widths))
+        lines.extend(fmt.format(*row) for row in rows)
+        lines.append("")
+
+    http_rows = [
+        _http_row("ceiling (bare aiohttp)", dig(results, "ceiling", "wrk")),
+        _http_row("ceiling, loadgen closed loop", dig(results, "ceiling", "loadgen_closed")),
+        _http_row("ceiling, half rate", dig(results, "ceiling", "half_rate")),
+        _http_row("baseline receiver", dig(results, "baseline", "receiver")),
+        _http_row("baseline receiver, half rate", dig(results, "baseline", "receiver_half_rate")),
+        _http_row("baseline pipeline (HTTP side)", dig(results, "baseline", "pipeline", "http")),
+        _http_row("postbacks receive", dig(results, "receiver", "wrk")),
+        _http_row("postbacks receive, half rate", dig(results, "receiver", "half_rate")),
+        _http_row("postbacks run (HTTP side)", dig(results, "e2e", "http")),
+    ]
+    http_rows = [r for r in http_rows if r[1] != "-"]
+    if http_rows:
+        lines.append("HTTP (64 connections; server on one core, load generator on the other)")
+        grid(["", "req/s", "p50 ms", "p99 ms", "others %", "tool"], http_rows)
+
+    pipe_rows: list[list[str]] = []
+    for label, r in (
+        ("baseline pipeline", dig(results, "baseline", "pipeline")),
+        ("postbacks run", dig(results, "e2e")),
+    ):
+        if isinstance(r, dict) and "events_per_s" in r:
+            pipe_rows.append(
+                [
+                    label,
+                    _f(r.get("events_per_s")),
+                    _f(r.get("events_per_s_under_load")),
+                    _f(r.get("ok")),
+                    _f(r.get("events")),
+                    _f(r.get("lost")),
+                    _f(r.get("backlog_drain_s"), 1),
+                    _f(r.get("others_cpu_pct")),
+                ]
+            )
+    if pipe_rows:
+        lines.append("End to end (events counted in NS.sub.bench bound with '#')")
+        grid(
+            ["", "events/s", "under load/s", "200s", "events", "lost", "backlog s", "others %"],
+            pipe_rows,
+        )
+
+    drain_rows: list[list[str]] = []
+    for key in ("one", "two"):
+        r = dig(results, "drain", key)
+        if isinstance(r, dict):
+            drain_rows.append(
+                [
+                    f"{r.get('workers')} worker(s) on cpu {r.get('cpus')}",
+                    _f(r.get("events_per_s")),
+                    _f(r.get("events")),
+                    _f(r.get("lost")),
+                    _f(r.get("seconds_from_launch"), 1),
+                    _f(r.get("others_cpu_pct")),
+                ]
+            )
+    if drain_rows:
+        lines.append(
+            f"Drain of {_f(dig(results, 'drain', 'one', 'postbacks'))} pre-filled postbacks"
+        )
+        grid(["", "events/s", "events", "lost", "s from launch", "others %"], drain_rows)
+
+    rss = dig(results, "rss")
+    if isinstance(rss, dict) and "after_mb" in rss:
+        rows = []
+        for who in ("receiver", "worker"):
+            rows.append(
+                [
+                    who,
+                    _f(dig(rss, "idle_mb", f"{who}_kb"), 1),
+                    _f(dig(rss, "before_mb", f"{who}_kb"), 1),
+                    _f(dig(rss, "after_mb", f"{who}_kb"), 1),
+                    _f(rss.get(f"{who}_growth_mb"), 1),
+                ]
+            )
+        lines.append(
+            f"RSS over {_f(rss.get('postbacks'))} postbacks (after a warm-up of "
+            f"{_f(rss.get('warmup_postbacks'))}; {_f(rss.get('postbacks_per_s'))} postbacks/s, "
+            f"lost {_f(rss.get('lost'))})"
+        )
+        grid(["", "idle MB", "before MB", "after MB", "growth MB"], rows)
+
+    lines.append(
+        "others % = CPU used during the measurement by everything but the bench's own"
+        " processes, RabbitMQ and Redis, in % of all cores: above a few %, the figures"
+        " (p99 first) are disturbed by other work on the machine."
+    )
+    lines.append("")
+    errors = [(k, v["error"]) for k, v in results.items() if isinstance(v, dict) and "error" in v]
+    for name, err in errors:
+        lines.append(f"phase {name}: ERROR {err}")
+    if errors:
+        lines.append("")
+
+    lines.append("Targets (ratios within this run)")
+    grid(
+        ["target", "value", "verdict"],
+        [
+            [
+                t["target"],
+                "-" if t["value"] is None else f"{t['value']:g} {t['unit']}",
+                t["verdict"],
+            ]
+            for t in targets
+        ],
+    )
+    return "\n".join(lines)
+
+
+def _value(t: dict[str, Any]) -> str:
+    return "-" if t["value"] is None else f"{t['value']:g} {t['unit']}".strip()
