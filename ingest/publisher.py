@@ -30,7 +30,7 @@ log = logging.getLogger("postbacks.publisher")
 
 MAX_BATCH_POSTBACKS = 512
 MAX_BATCH_BYTES = 1 << 20
-MAX_IN_FLIGHT = 8
+MAX_IN_FLIGHT = 4
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 3.0
 
 
