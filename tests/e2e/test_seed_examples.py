@@ -7,12 +7,18 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from tests.integration._helpers import expected_event_id
+from tests.seeds import SEED_EXAMPLES
 from tests.support import Stack, Subscriber, http_session, post
 
 from ._helpers import parse_received_at, start_run
-from ._seeds import SEEDS
 
 RECEIVED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+MEDIA = {"xml": "application/xml", "json": "application/json"}
+# (name, body, content type, expected event without received_at) for every seed example.
+SEEDS = [
+    (name, body, MEDIA[fmt], {k: v for k, v in expected.items() if k != "received_at"})
+    for name, body, fmt, expected in SEED_EXAMPLES
+]
 
 
 async def test_every_seed_example_becomes_exactly_the_contract_event(

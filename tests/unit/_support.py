@@ -10,8 +10,7 @@ import orjson
 
 from ingest.event import normalize
 from ingest.postback import parse
-
-RECEIVED_AT = "2024-05-01T10:00:00.123456Z"
+from tests.seeds import RECEIVED_AT
 
 # Every key of a schema-1 event, as the contract's table lists them.
 CONTRACT_KEYS = (

@@ -1,12 +1,15 @@
-"""Every example of Sinch's two seed pages, copied verbatim, and the event the contract
-defines for each, written out field by field (``event_id`` and ``received_at`` are checked
-separately: the id is computed independently from the literal, the time must be fresh)."""
+"""Every example of Sinch's two seed pages, copied verbatim from ``shared/seeds/000_*.txt``
+(XML) and ``003_*.txt`` (JSON), and the event the contract defines for each, every key
+written out. ``received_at`` is the fixed time the unit tests normalize with; the event id
+is computed independently by the tests that use these."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# shared/seeds/000_*.txt: **N101 (Binary)**
+RECEIVED_AT = "2024-05-01T10:00:00.123456Z"
+
+# 000: **N101 (Binary)**
 XML_N101_BINARY = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -21,7 +24,7 @@ XML_N101_BINARY = b"""\
     <timestamp>2014-06-07T07:27:29-05:00</timestamp>
 </postback>"""
 
-# shared/seeds/000_*.txt: **N101 (HTML)**
+# 000: **N101 (HTML)**
 XML_N101_HTML = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -37,7 +40,7 @@ XML_N101_HTML = b"""\
     <status-details>Handset setting: mms with pass via HTML</status-details>
 </postback>"""
 
-# shared/seeds/000_*.txt: **N102 (Binary)**
+# 000: **N102 (Binary)**
 XML_N102_BINARY = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -53,7 +56,7 @@ XML_N102_BINARY = b"""\
     <handset>moto17c</handset>
 </postback>"""
 
-# shared/seeds/000_*.txt: **N102 (HTML)**
+# 000: **N102 (HTML)**
 XML_N102_HTML = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -67,7 +70,7 @@ XML_N102_HTML = b"""\
     <timestamp>2014-06-07T07:28:09-05:00</timestamp>
 </postback>"""
 
-# shared/seeds/000_*.txt: **E101**
+# 000: **E101**
 XML_E101 = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -81,7 +84,7 @@ XML_E101 = b"""\
     <status-details>Error fetching dynamic content</status-details>
 </postback>"""
 
-# shared/seeds/000_*.txt: **E102**
+# 000: **E102**
 XML_E102 = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -95,7 +98,7 @@ XML_E102 = b"""\
     <status-details>Recipient blocked by mobile operator</status-details>
 </postback>"""
 
-# shared/seeds/000_*.txt: **N501**
+# 000: **N501**
 XML_N501 = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -111,7 +114,7 @@ XML_N501 = b"""\
     <status-details></status-details>
 </postback>"""
 
-# shared/seeds/000_*.txt: **N502**
+# 000: **N502**
 XML_N502 = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -127,7 +130,7 @@ XML_N502 = b"""\
     <handset>moto17c</handset>
 </postback>"""
 
-# shared/seeds/000_*.txt: **N003 (Success)**
+# 000: **N003 (Success)**
 XML_N003 = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -135,7 +138,7 @@ XML_N003 = b"""\
     <mms-id>35674</mms-id>
 </postback>"""
 
-# shared/seeds/000_*.txt: **E002 (Failure)**
+# 000: **E002 (Failure)**
 XML_E002 = b"""\
 <postback>
     <origin>MMS_MT</origin>
@@ -144,7 +147,7 @@ XML_E002 = b"""\
     <audio-name>http://www.yoursite.com/audio/1.mp3</audio-name>
 </postback>"""
 
-# shared/seeds/003_*.txt: Example: N101 MMS sent
+# 003: Example: N101 MMS sent
 JSON_N101 = b"""\
 {
   "origin": "MMS_MT",
@@ -159,7 +162,7 @@ JSON_N101 = b"""\
   "client-reference": "send-001"
 }"""
 
-# shared/seeds/003_*.txt: Example: N102 delivered
+# 003: Example: N102 delivered
 JSON_N102 = b"""\
 {
   "origin": "MMS_MT",
@@ -175,7 +178,7 @@ JSON_N102 = b"""\
   "handset": "Apple iPhone"
 }"""
 
-# shared/seeds/003_*.txt: Example: E102 rejected
+# 003: Example: E102 rejected
 JSON_E102 = b"""\
 {
   "origin": "MMS_MT",
@@ -191,7 +194,7 @@ JSON_E102 = b"""\
   "error-info": "Delivery was not successful."
 }"""
 
-# shared/seeds/003_*.txt: Example: N003 saved MMS ready
+# 003: Example: N003 saved MMS ready
 JSON_N003 = b"""\
 {
   "origin": "MMS_MT",
@@ -204,6 +207,10 @@ JSON_N003 = b"""\
   "timestamp": "2026-04-24T18:33:00Z"
 }"""
 
+
+# ---------------------------------------------------------------------------------------
+# The events the contract defines for them (without event_id: computed from the literal).
+# ---------------------------------------------------------------------------------------
 
 EVENT_XML_N101_BINARY: dict[str, Any] = {
     "schema": 1,
@@ -234,6 +241,7 @@ EVENT_XML_N101_BINARY: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_N101_HTML: dict[str, Any] = {
@@ -265,6 +273,7 @@ EVENT_XML_N101_HTML: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_N102_BINARY: dict[str, Any] = {
@@ -296,6 +305,7 @@ EVENT_XML_N102_BINARY: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_N102_HTML: dict[str, Any] = {
@@ -327,6 +337,7 @@ EVENT_XML_N102_HTML: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_E101: dict[str, Any] = {
@@ -358,6 +369,7 @@ EVENT_XML_E101: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_E102: dict[str, Any] = {
@@ -389,6 +401,7 @@ EVENT_XML_E102: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_N501: dict[str, Any] = {
@@ -399,7 +412,7 @@ EVENT_XML_N501: dict[str, Any] = {
     "status": "sent",
     "final": False,
     "status_text": "Message Sent",
-    "status_details": None,
+    "status_details": None,  # <status-details></status-details>
     "sent_as": "MMS",
     "tracking_id": "TU1TXzU5Nzg3Nw==",
     "client_reference": None,
@@ -420,6 +433,7 @@ EVENT_XML_N501: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_N502: dict[str, Any] = {
@@ -451,6 +465,7 @@ EVENT_XML_N502: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_N003: dict[str, Any] = {
@@ -482,6 +497,7 @@ EVENT_XML_N003: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_XML_E002: dict[str, Any] = {
@@ -513,6 +529,7 @@ EVENT_XML_E002: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "xml",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_JSON_N101: dict[str, Any] = {
@@ -544,6 +561,7 @@ EVENT_JSON_N101: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "json",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_JSON_N102: dict[str, Any] = {
@@ -575,6 +593,7 @@ EVENT_JSON_N102: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "json",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_JSON_E102: dict[str, Any] = {
@@ -606,6 +625,7 @@ EVENT_JSON_E102: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "json",
+    "received_at": RECEIVED_AT,
 }
 
 EVENT_JSON_N003: dict[str, Any] = {
@@ -637,23 +657,24 @@ EVENT_JSON_N003: dict[str, Any] = {
     "copy_to": [],
     "extra": {},
     "format": "json",
+    "received_at": RECEIVED_AT,
 }
 
 
-# (name, body, content type as Sinch sends it, expected event)
-SEEDS: list[tuple[str, bytes, str, dict[str, Any]]] = [
-    ("XML_N101_BINARY", XML_N101_BINARY, "application/xml", EVENT_XML_N101_BINARY),
-    ("XML_N101_HTML", XML_N101_HTML, "application/xml", EVENT_XML_N101_HTML),
-    ("XML_N102_BINARY", XML_N102_BINARY, "application/xml", EVENT_XML_N102_BINARY),
-    ("XML_N102_HTML", XML_N102_HTML, "application/xml", EVENT_XML_N102_HTML),
-    ("XML_E101", XML_E101, "application/xml", EVENT_XML_E101),
-    ("XML_E102", XML_E102, "application/xml", EVENT_XML_E102),
-    ("XML_N501", XML_N501, "application/xml", EVENT_XML_N501),
-    ("XML_N502", XML_N502, "application/xml", EVENT_XML_N502),
-    ("XML_N003", XML_N003, "application/xml", EVENT_XML_N003),
-    ("XML_E002", XML_E002, "application/xml", EVENT_XML_E002),
-    ("JSON_N101", JSON_N101, "application/json", EVENT_JSON_N101),
-    ("JSON_N102", JSON_N102, "application/json", EVENT_JSON_N102),
-    ("JSON_E102", JSON_E102, "application/json", EVENT_JSON_E102),
-    ("JSON_N003", JSON_N003, "application/json", EVENT_JSON_N003),
+# (name, body, format, expected event) for every seed example.
+SEED_EXAMPLES: list[tuple[str, bytes, str, dict[str, Any]]] = [
+    ("xml-N101-binary", XML_N101_BINARY, "xml", EVENT_XML_N101_BINARY),
+    ("xml-N101-html", XML_N101_HTML, "xml", EVENT_XML_N101_HTML),
+    ("xml-N102-binary", XML_N102_BINARY, "xml", EVENT_XML_N102_BINARY),
+    ("xml-N102-html", XML_N102_HTML, "xml", EVENT_XML_N102_HTML),
+    ("xml-E101", XML_E101, "xml", EVENT_XML_E101),
+    ("xml-E102", XML_E102, "xml", EVENT_XML_E102),
+    ("xml-N501", XML_N501, "xml", EVENT_XML_N501),
+    ("xml-N502", XML_N502, "xml", EVENT_XML_N502),
+    ("xml-N003", XML_N003, "xml", EVENT_XML_N003),
+    ("xml-E002", XML_E002, "xml", EVENT_XML_E002),
+    ("json-N101", JSON_N101, "json", EVENT_JSON_N101),
+    ("json-N102", JSON_N102, "json", EVENT_JSON_N102),
+    ("json-E102", JSON_E102, "json", EVENT_JSON_E102),
+    ("json-N003", JSON_N003, "json", EVENT_JSON_N003),
 ]
