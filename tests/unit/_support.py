@@ -10,7 +10,7 @@ import orjson
 
 from ingest.event import normalize
 from ingest.postback import parse
-from tests.seeds import RECEIVED_AT
+from tests.seeds import RECEIVED_AT as RECEIVED_AT
 
 # Every key of a schema-1 event, as the contract's table lists them.
 CONTRACT_KEYS = (
