@@ -62,8 +62,7 @@ class IntakePublisher:
         self._channel: AbstractChannel | None = None
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._busy = 0  # lanes waiting for a confirm
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._prefix = uuid.uuid4().hex[:12]
@@ -80,7 +79,7 @@ class IntakePublisher:
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._maintain(), name="broker-link"),
-            asyncio.create_task(self._flusher(), name="group-commit"),
+            *(asyncio.create_task(self._lane(), name="group-commit") for _ in range(MAX_IN_FLIGHT)),
         ]
         if self.spool is not None:
             self._tasks.append(asyncio.create_task(self._forward_spool(), name="spool-forwarder"))
@@ -98,7 +97,7 @@ class IntakePublisher:
         # The server answered every request before this runs; what remains is at most a
         # batch whose confirm is late.
         deadline = time.monotonic() + min(self.settings.confirm_timeout, 2.0)
-        while (self._pending or self._in_flight) and time.monotonic() < deadline:
+        while (self._pending or self._busy) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
@@ -125,46 +124,29 @@ class IntakePublisher:
         self._pending.append(pending)
         self._wakeup.set()
         # Bounded without a timer per request: a batch's publish is bounded by the deadline
-        # of its oldest postback, and the flusher expires postbacks that wait too long for
-        # a free publish slot.
+        # of its oldest postback, and a lane fails postbacks that waited that long for it.
         return await pending.future
 
-    async def _flusher(self) -> None:
+    async def _lane(self) -> None:
+        """One of ``MAX_IN_FLIGHT`` publishers: take everything pending (up to a batch),
+        publish it, resolve its postbacks, and go straight on with what arrived meanwhile.
+        A lane that finishes picks the next batch itself: no task or wake-up per batch."""
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                if not await self._acquire_slot():
-                    continue
-                batch = self._take_batch()
-                if not batch:
-                    self._slots.release()
-                    break
-                task = asyncio.create_task(self._publish(batch))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-
-    async def _acquire_slot(self) -> bool:
-        """A publish slot, or ``False`` after expiring the postbacks whose deadline passed
-        while every slot was busy (a stalled broker)."""
-        if not self._slots.locked():
-            await self._slots.acquire()
-            return True
-        wait = self._pending[0].deadline - time.monotonic()
-        try:
-            await asyncio.wait_for(self._slots.acquire(), max(0.0, wait))
-            return True
-        except TimeoutError:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = self._take_batch()
             now = time.monotonic()
-            expired = [p for p in self._pending if p.deadline <= now]
-            self._pending = [p for p in self._pending if p.deadline > now]
-            if expired:
-                task = asyncio.create_task(
-                    self._fallback(expired, Unavailable("broker did not confirm in time"))
-                )
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-            return False
+            if batch[0].deadline <= now:  # waited a whole confirm timeout for a lane
+                expired = [p for p in batch if p.deadline <= now]
+                batch = batch[len(expired) :]
+                await self._fallback(expired, Unavailable("broker did not confirm in time"))
+            if batch:
+                self._busy += 1
+                try:
+                    await self._publish(batch)
+                finally:
+                    self._busy -= 1
 
     def _take_batch(self) -> list[_Pending]:
         size, count = 0, 0
@@ -177,20 +159,18 @@ class IntakePublisher:
         return batch
 
     async def _publish(self, batch: list[_Pending]) -> None:
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            try:
-                await self.send([p.record for p in batch], min(p.deadline for p in batch) - started)
-            except Exception as exc:  # any failure means "not confirmed"
-                await self._fallback(batch, exc)
-                return
-            if self.on_batch is not None:
-                self.on_batch(len(batch), time.monotonic() - started)
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_result("confirmed")
-        finally:
-            self._slots.release()
+            # The oldest postback comes first: its deadline bounds the whole batch.
+            await self.send([p.record for p in batch], batch[0].deadline - started)
+        except Exception as exc:  # any failure means "not confirmed"
+            await self._fallback(batch, exc)
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.monotonic() - started)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result("confirmed")
 
     async def _fallback(self, batch: list[_Pending], exc: BaseException) -> None:
         reason = _describe(exc) if not isinstance(exc, Unavailable) else str(exc)
@@ -224,12 +204,10 @@ class IntakePublisher:
             headers={"x-postbacks": len(records)},
         )
         try:
-            confirm = await asyncio.wait_for(
-                channel.default_exchange.publish(
+            async with asyncio.timeout(timeout):
+                confirm = await channel.default_exchange.publish(
                     message, routing_key=self.settings.names.intake, mandatory=True
-                ),
-                timeout,
-            )
+                )
         except TimeoutError:
             raise Unavailable("broker did not confirm in time") from None
         if not isinstance(confirm, Basic.Ack):
