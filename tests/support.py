@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,17 +230,18 @@ class Subscriber:
         return out
 
 
-async def queue_count(namespace: str, queue: str) -> int:
-    async with await aio_pika.connect(AMQP_URL) as connection:
+async def queue_count(queue: str, amqp_url: str = AMQP_URL) -> int:
+    """Messages ready in ``queue`` now."""
+    async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
         return declared.declaration_result.message_count or 0
 
 
-async def drain(namespace: str, queue: str) -> list[AbstractIncomingMessage]:
+async def take_all(queue: str, amqp_url: str = AMQP_URL) -> list[AbstractIncomingMessage]:
     """Every message now in ``queue`` (acked, so removed)."""
     out: list[AbstractIncomingMessage] = []
-    async with await aio_pika.connect(AMQP_URL) as connection:
+    async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
         while (message := await declared.get(no_ack=True, fail=False)) is not None:
@@ -283,12 +284,3 @@ def postback_json(code: str = "N102", tracking: str = "t-1", **extra: str) -> by
     fields = {"origin": "MMS_MT", "code": code, "tracking-id": tracking}
     fields.update({k.replace("_", "-"): v for k, v in extra.items()})
     return orjson.dumps(fields)
-
-
-@contextlib.contextmanager
-def stack(namespace: str, tmp: Path) -> Iterator[Stack]:
-    processes = Stack(namespace, tmp)
-    try:
-        yield processes
-    finally:
-        processes.close()

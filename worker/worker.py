@@ -107,7 +107,7 @@ class Worker:
         self.metrics = metrics
         self.problems: dict[str, str | None] = {"broker": "not connected yet"}
         if settings.redis_url:
-            self.problems["redis"] = "not checked yet"
+            self.problems["redis"] = "redis not checked yet"
         self.stopping = asyncio.Event()
         self.published = 0  # events published since start, for logs and tests
         self._on_committed: list[Callable[[int], None]] = []

@@ -350,24 +350,6 @@ def tally(shots: Iterable[Shot], downstream: Downstream) -> Tally:
     )
 
 
-async def queue_depth(amqp_url: str, queue: str) -> int:
-    async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return declared.declaration_result.message_count or 0
-
-
-async def take_all(amqp_url: str, queue: str) -> list[AbstractIncomingMessage]:
-    """Every message now in ``queue`` (removed from it)."""
-    out: list[AbstractIncomingMessage] = []
-    async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        while (message := await declared.get(no_ack=True, fail=False)) is not None:
-            out.append(message)
-    return out
-
-
 async def delete_namespace(amqp_url: str, names: Names) -> None:
     queues = [names.intake, names.quarantine, names.unrouted, names.subscriber("faults")]
     with contextlib.suppress(Exception):

@@ -17,6 +17,7 @@ import pytest
 
 from ingest import envelope
 from ingest.names import DELIVERY_LIMIT
+from tests.support import queue_count, take_all
 
 from .kit import (
     Cluster,
@@ -26,9 +27,7 @@ from .kit import (
     Row,
     Service,
     all_ready,
-    queue_depth,
     readiness,
-    take_all,
     tally,
     valid_postback,
 )
@@ -189,8 +188,8 @@ async def test_redis_down_then_back(
     down = time.monotonic()
     await asyncio.to_thread(cluster.redis.stop)
     await asyncio.sleep(1.5)  # batches already past their claim finish
-    published_before = await queue_depth(cluster.rabbit.url, subscriber)
-    intake_before = await queue_depth(cluster.rabbit.url, cluster.names.intake)
+    published_before = await queue_count(subscriber, cluster.rabbit.url)
+    intake_before = await queue_count(cluster.names.intake, cluster.rabbit.url)
     worker_ready = []
     for worker in workers:
         deadline = time.monotonic() + 10
@@ -200,14 +199,14 @@ async def test_redis_down_then_back(
             status, body = await readiness(worker)
         worker_ready.append((status, body))
     await asyncio.sleep(2.0)
-    published_after = await queue_depth(cluster.rabbit.url, subscriber)
-    intake_after = await queue_depth(cluster.rabbit.url, cluster.names.intake)
+    published_after = await queue_count(subscriber, cluster.rabbit.url)
+    intake_after = await queue_count(cluster.names.intake, cluster.rabbit.url)
     receiver_ready, _ = await readiness(receiver)
 
     await asyncio.to_thread(cluster.redis.start)
     back = time.monotonic()
     recovery = await all_ready(workers, timeout=30)
-    while await queue_depth(cluster.rabbit.url, subscriber) == published_after:
+    while await queue_count(subscriber, cluster.rabbit.url) == published_after:
         assert time.monotonic() - back < 30, "no event was published after Redis came back"
         await asyncio.sleep(0.05)
     flowing = time.monotonic() - back
@@ -373,14 +372,14 @@ async def test_poison_message_is_quarantined_and_workers_go_on(
     await _publish_raw(cluster, corrupt, poison_id)
     published = time.monotonic()
     deadline = published + 30
-    while await queue_depth(cluster.rabbit.url, cluster.names.quarantine) == 0:
+    while await queue_count(cluster.names.quarantine, cluster.rabbit.url) == 0:
         assert time.monotonic() < deadline, "the poison message never reached quarantine"
         await asyncio.sleep(0.1)
     quarantined_after = time.monotonic() - published
     await running
     await downstream.collect(load.accepted(), timeout=60)
     _alive(receiver, *workers)
-    held = await take_all(cluster.rabbit.url, cluster.names.quarantine)
+    held = await take_all(cluster.names.quarantine, cluster.rabbit.url)
     arguments = cluster.rabbit.ctl("list_queues", "name", "arguments").stdout
     logs = "\n".join(worker.proc.output() for worker in workers)
     deliveries = logs.count("message failed, will retry") + logs.count("poison message quarantined")
@@ -394,7 +393,7 @@ async def test_poison_message_is_quarantined_and_workers_go_on(
     crasher_id = f"crasher-{uuid.uuid4().hex[:8]}"
     await _publish_raw(cluster, corrupt, crasher_id)
     crashes = await _die_holding_each_delivery(cluster.rabbit.url, cluster.names.intake)
-    dead_lettered = await take_all(cluster.rabbit.url, cluster.names.quarantine)
+    dead_lettered = await take_all(cluster.names.quarantine, cluster.rabbit.url)
     death = (dead_lettered[0].headers or {}) if dead_lettered else {}
     death_reason = str(death.get("x-first-death-reason"))
     report.add(

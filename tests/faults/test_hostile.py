@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 
 from ingest import app as receiver_app
+from tests.support import queue_count, take_all
 
-from .kit import Cluster, Downstream, Load, Report, Row, queue_depth, take_all, tally
+from .kit import Cluster, Downstream, Load, Report, Row, tally
 
 pytestmark = pytest.mark.faults
 
@@ -265,14 +266,14 @@ async def test_hostile_input_alongside_valid_traffic(
     hostile_seconds = time.monotonic() - started
 
     deadline = time.monotonic() + 60
-    while await queue_depth(cluster.rabbit.url, cluster.names.quarantine) < len(QUARANTINED):
+    while await queue_count(cluster.names.quarantine, cluster.rabbit.url) < len(QUARANTINED):
         assert time.monotonic() < deadline, "hostile postbacks did not all reach quarantine"
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)
     valid.stop()
     await background
     await downstream.collect(valid.accepted(), timeout=60)
-    quarantine = await take_all(cluster.rabbit.url, cluster.names.quarantine)
+    quarantine = await take_all(cluster.names.quarantine, cluster.rabbit.url)
     reasons = {
         name: [str((m.headers or {}).get("x-error", "")) for m in quarantine if m.body == body]
         for name, (body, _) in QUARANTINED.items()

@@ -25,7 +25,7 @@ from ingest.app import create_app
 from ingest.envelope import Record
 from ingest.names import Names
 from ingest.settings import Settings
-from tests.support import AMQP_URL, POSTBACKS, ROOT, drain, env_for, free_port, wait_http
+from tests.support import AMQP_URL, POSTBACKS, ROOT, env_for, free_port, take_all, wait_http
 from worker.dedup import MemoryDedup
 from worker.metrics import WorkerMetrics
 from worker.worker import Worker
@@ -114,7 +114,7 @@ async def pipeline(namespace: str, **values: Any) -> AsyncIterator[Pipeline]:
 
 async def intake_records(namespace: str) -> list[Record]:
     """Every postback now in ``NS.intake`` (the messages are taken off the queue)."""
-    messages = await drain(namespace, Names(namespace).intake)
+    messages = await take_all(Names(namespace).intake)
     return [record for message in messages for record in envelope.unpack(message.body)]
 
 
@@ -164,12 +164,12 @@ async def quarantined(
     """The messages of ``NS.quarantine`` once it holds ``count`` (taken off the queue)."""
     queue = Names(namespace).quarantine
     await wait_count(namespace, queue, count, timeout)
-    return await drain(namespace, queue)
+    return await take_all(queue)
 
 
 async def drain_events(namespace: str, queue: str) -> list[dict[str, Any]]:
     """The JSON bodies of every message now in ``queue``, in order (taken off the queue)."""
-    return [orjson.loads(message.body) for message in await drain(namespace, queue)]
+    return [orjson.loads(message.body) for message in await take_all(queue)]
 
 
 def expected_event_id(event: dict[str, Any]) -> str:

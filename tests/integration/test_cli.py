@@ -32,7 +32,7 @@ async def test_replay_moves_quarantined_postbacks_back_to_intake(namespace: str)
     done = await postbacks(namespace, "replay")
     assert done.code == 0, done.stderr
     assert "moved 2" in done.stdout
-    assert await queue_count(namespace, names.quarantine) == 0
+    assert await queue_count(names.quarantine) == 0
     assert sorted(record.body for record in await intake_records(namespace)) == sorted(
         [BROKEN, BROKEN + b"  "]
     )
@@ -65,7 +65,7 @@ async def test_replayed_postback_that_is_now_accepted_becomes_an_event(namespace
     assert [item.event["tracking_id"] for item in received] == ["replayed"]
     assert received[0].event["status"] == "delivered"
     assert [message.body for message in back] == [BROKEN]
-    assert await queue_count(namespace, names.intake) == 0
+    assert await queue_count(names.intake) == 0
 
 
 async def test_topology_declares_everything_and_is_idempotent(namespace: str) -> None:
@@ -75,8 +75,8 @@ async def test_topology_declares_everything_and_is_idempotent(namespace: str) ->
     again = await postbacks(namespace, "topology")
     assert (first.code, again.code) == (0, 0), first.stderr + again.stderr
     for queue in (names.intake, names.quarantine, names.unrouted):
-        await queue_count(namespace, queue)  # raises when the queue does not exist
-    assert await queue_count(namespace, names.quarantine) == 1  # declaring again kept it
+        await queue_count(queue)  # raises when the queue does not exist
+    assert await queue_count(names.quarantine) == 1  # declaring again kept it
     async with await aio_pika.connect(AMQP_URL) as connection:
         channel = await connection.channel()
         events = await channel.get_exchange(names.events)  # passive: raises when absent

@@ -29,7 +29,7 @@ async def test_a_200_means_the_postback_is_already_in_the_intake_queue(namespace
     async with receiver(settings_for(namespace)) as url, http_session() as session:
         status, text, _ = await post(session, f"{url}/postbacks", body, "text/xml; charset=utf-8")
         # No worker runs: right after the answer the postback must be in the durable queue.
-        in_queue = await queue_count(namespace, Names(namespace).intake)
+        in_queue = await queue_count(Names(namespace).intake)
         ready_status, ready_body = await get_text(f"{url}/readyz")
         metrics_status, metrics = await get_text(f"{url}/metrics")
     assert (status, text) == (200, "OK")

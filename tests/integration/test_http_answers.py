@@ -55,7 +55,7 @@ async def test_unknown_path_is_404_and_other_method_is_405(namespace: str) -> No
         for method in ("GET", "PUT", "DELETE", "PATCH"):
             status, _ = await send(session, method, f"{url}/postbacks", GOOD, "application/xml")
             assert (method, status) == (method, 405)
-    assert await queue_count(namespace, Names(namespace).intake) == 0
+    assert await queue_count(Names(namespace).intake) == 0
 
 
 async def test_empty_or_blank_body_is_400(namespace: str) -> None:
@@ -64,7 +64,7 @@ async def test_empty_or_blank_body_is_400(namespace: str) -> None:
             for content_type in ("application/xml", "application/json", None):
                 status, _, _ = await post(session, f"{url}/postbacks", body, content_type)
                 assert (body, content_type, status) == (body, content_type, 400)
-    assert await queue_count(namespace, Names(namespace).intake) == 0
+    assert await queue_count(Names(namespace).intake) == 0
 
 
 async def test_body_over_the_limit_is_413_and_at_the_limit_is_accepted(namespace: str) -> None:
@@ -96,7 +96,7 @@ async def test_body_that_is_neither_xml_nor_json_is_415(namespace: str) -> None:
         ):
             status, _, _ = await post(session, f"{url}/postbacks", body, content_type)
             assert (body, status) == (body, 415)
-    assert await queue_count(namespace, Names(namespace).intake) == 0
+    assert await queue_count(Names(namespace).intake) == 0
 
 
 async def test_basic_auth_missing_or_wrong_is_401_with_www_authenticate(namespace: str) -> None:
@@ -164,7 +164,7 @@ async def test_when_several_apply_the_first_in_contract_order_answers(namespace:
         assert (await send(session, "POST", target, b"hello", "text/plain", right))[0] == 415
         accepted = await send(session, "POST", target, postback_json(), "text/plain", right)
         assert accepted[0] == 200
-    assert await queue_count(namespace, Names(namespace).intake) == 1
+    assert await queue_count(Names(namespace).intake) == 1
 
 
 def _networks(*cidrs: str) -> tuple[IPNetwork, ...]:

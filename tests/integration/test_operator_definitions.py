@@ -94,9 +94,9 @@ async def test_imported_definitions_agree_with_the_code_declarations(namespace: 
         await events.publish(aio_pika.Message(b"{}"), routing_key="mms_mt.delivery.sent.n101")
         await channel.queue_delete(names.subscriber("nobody"))
     deadline = time.monotonic() + 10
-    while await queue_count(namespace, names.unrouted) != 1 and time.monotonic() < deadline:
+    while await queue_count(names.unrouted) != 1 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert await queue_count(namespace, names.unrouted) == 1
+    assert await queue_count(names.unrouted) == 1
 
 
 async def test_a_definition_that_differs_from_the_code_fails_its_declarations() -> None:

@@ -38,7 +38,7 @@ async def wait_count(queue: str, count: int, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     seen = -1
     while time.monotonic() < deadline:
-        seen = await queue_count("", queue)
+        seen = await queue_count(queue)
         if seen == count:
             break
         await asyncio.sleep(0.1)
@@ -106,15 +106,15 @@ async def test_dry_run_lists_reasons_moves_nothing_then_replay_moves_all(
         assert re.match(r"\s*\d\s+1\s+\d{4}-\d\d-\d\dT", line)  # one postback, received_at
     assert any("not a postback" in line for line in worker_said), out
     # ... and nothing moved.
-    assert await queue_count(namespace, names.quarantine) == 3
-    assert await queue_count(namespace, names.intake) == 0
+    assert await queue_count(names.quarantine) == 3
+    assert await queue_count(names.intake) == 0
 
     code, out, err = await cli(namespace, "replay")
     assert code == 0, err
     assert out.strip() == "moved 3 postback message(s) from quarantine to intake"
     assert "replay [" in err and "3/3 100%" in err
-    assert await queue_count(namespace, names.quarantine) == 0
-    assert await queue_count(namespace, names.intake) == 3
+    assert await queue_count(names.quarantine) == 0
+    assert await queue_count(names.intake) == 3
 
     # After the "fix": the good postback comes out as an event, the others return.
     async with Subscriber(namespace, "replayed", ["#"]) as subscriber:
@@ -158,8 +158,8 @@ async def test_replay_of_many_shows_progress_and_moves_each_once(namespace: str)
     assert counts == sorted(set(counts)) and counts[0] >= 25 and counts[-1] == 250
     assert progress[-1].startswith("replay [" + "#" * 30 + "] 250/250 100%")
     assert " msg/s" in progress[-1] and " in " in progress[-1]
-    assert await queue_count(namespace, names.intake) == 250
-    assert await queue_count(namespace, names.quarantine) == 0
+    assert await queue_count(names.intake) == 250
+    assert await queue_count(names.quarantine) == 0
 
 
 class Terminal(io.StringIO):

@@ -74,7 +74,7 @@ async def test_not_a_postback_is_quarantined_with_the_original_body_and_reason(
         ]
         messages = await quarantined(namespace, len(BAD))
         published = await subscriber.take(0, settle=0.5)
-        intake_left = await queue_count(namespace, Names(namespace).intake)
+        intake_left = await queue_count(Names(namespace).intake)
     # The receiver does not parse: it accepts, and the worker decides.
     assert answers == [200] * len(BAD)
     reasons = {message.body: str(message.headers.get("x-error", "")) for message in messages}
@@ -84,7 +84,7 @@ async def test_not_a_postback_is_quarantined_with_the_original_body_and_reason(
         reason = reasons[case.body].lower()
         assert any(word in reason for word in case.words), (case.name, reason)
     assert published == []
-    assert await queue_count(namespace, Names(namespace).unrouted) == 0
+    assert await queue_count(Names(namespace).unrouted) == 0
     assert intake_left == 0
 
 
@@ -106,4 +106,4 @@ async def test_unknown_code_is_an_event_not_quarantined(namespace: str) -> None:
         False,
     )
     assert received[0].message.routing_key == "mms_mt.unknown.unknown.x777"
-    assert await queue_count(namespace, Names(namespace).quarantine) == 0
+    assert await queue_count(Names(namespace).quarantine) == 0

@@ -68,7 +68,7 @@ async def test_subscribe_patterns_select_the_right_events(namespace: str) -> Non
     for name, tracking in expected.items():
         events = await drain_events(namespace, names.subscriber(name))
         assert (name, sorted(e["tracking_id"] for e in events)) == (name, sorted(tracking))
-    assert await queue_count(namespace, names.unrouted) == 0
+    assert await queue_count(names.unrouted) == 0
 
 
 async def test_subscribe_is_idempotent_and_adds_patterns(namespace: str) -> None:
@@ -88,7 +88,7 @@ async def test_subscribe_is_idempotent_and_adds_patterns(namespace: str) -> None
     assert await wait_count(namespace, queue, 3) == 3
     bodies = await drain_events(namespace, queue)
     assert bodies == [{"kept": True}, {"n102": True}, {"e101": True}]
-    assert await queue_count(namespace, names.unrouted) == 1  # the n101 nobody is bound for
+    assert await queue_count(names.unrouted) == 1  # the n101 nobody is bound for
 
 
 async def _publish_event(namespace: str, routing_key: str, body: bytes) -> None:
