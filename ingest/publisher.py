@@ -84,12 +84,6 @@ class IntakePublisher:
         if self.spool is not None:
             self._tasks.append(asyncio.create_task(self._forward_spool(), name="spool-forwarder"))
 
-    async def wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.ready and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        return self.ready
-
     async def stop(self) -> None:
         """Publish what is pending, wait for in-flight confirms, then close."""
         self._stopping = True

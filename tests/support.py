@@ -42,13 +42,13 @@ def new_namespace() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
-async def delete_namespace(namespace: str, subscribers: Sequence[str] = ()) -> None:
-    """Delete every queue and exchange of ``namespace`` and its Redis keys."""
-    names = Names(namespace)
-    queues = [names.intake, names.quarantine, names.unrouted, *subscribers]
-    queues += _listed_queues(namespace)
-    async with await aio_pika.connect(AMQP_URL) as connection:
-        for queue in dict.fromkeys(queues):
+async def delete_topology(
+    names: Names, queues: Sequence[str] = (), amqp_url: str = AMQP_URL
+) -> None:
+    """Delete the standard queues of ``names``, ``queues`` besides, and its exchanges."""
+    everything = [names.intake, names.quarantine, names.unrouted, *queues]
+    async with await aio_pika.connect(amqp_url, timeout=10) as connection:
+        for queue in dict.fromkeys(everything):
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.queue_delete(queue)
@@ -56,6 +56,11 @@ async def delete_namespace(namespace: str, subscribers: Sequence[str] = ()) -> N
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.exchange_delete(exchange)
+
+
+async def delete_namespace(namespace: str, subscribers: Sequence[str] = ()) -> None:
+    """Delete every queue and exchange of ``namespace`` and its Redis keys."""
+    await delete_topology(Names(namespace), [*subscribers, *_listed_queues(namespace)])
     client: aioredis.Redis = aioredis.Redis.from_url(REDIS_URL)
     try:
         keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]

@@ -18,7 +18,7 @@ from ingest import logs
 from ingest.app import IN_FLIGHT
 from ingest.app import create_app as create_receiver
 from ingest.settings import OPTIONS, BadSetting, Settings
-from worker import tools
+from worker import stats, tools
 from worker.dedup import open_store
 from worker.http import create_app as create_worker_http
 from worker.metrics import WorkerMetrics
@@ -214,8 +214,6 @@ async def _tail(settings: Settings, pattern: str, output: str) -> None:
 
 
 def _stats(settings: Settings, args: argparse.Namespace) -> None:
-    from worker import stats
-
     print(asyncio.run(stats.report(settings, args.management_url, args.interval)))
 
 

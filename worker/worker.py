@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import aio_pika
@@ -110,7 +110,6 @@ class Worker:
             self.problems["redis"] = "redis not checked yet"
         self.stopping = asyncio.Event()
         self.published = 0  # events published since start, for logs and tests
-        self._on_committed: list[Callable[[int], None]] = []
 
     @property
     def ready(self) -> bool:
@@ -186,7 +185,7 @@ class Worker:
         try:
             while not lost.is_set():
                 if committing is not None and inbox.empty():
-                    await self._finish(committing)
+                    await self._finish(*committing)
                     committing = None
                 first = await inbox.get()
                 if self.stopping.is_set():
@@ -207,12 +206,12 @@ class Worker:
                 except _GiveUp:
                     return  # stopping while the dedup store is down: leave it all unacked
                 if committing is not None:
-                    await self._finish(committing)
+                    await self._finish(*committing)
                     committing = None
                 done = await self._publish(channel, events, group, batch, fresh)
                 committing = (asyncio.create_task(transaction.commit()), done)
             if committing is not None:
-                await self._finish(committing)
+                await self._finish(*committing)
                 committing = None
             if lost.is_set():
                 raise ConnectionError("broker connection lost")
@@ -225,9 +224,9 @@ class Worker:
                 with contextlib.suppress(BaseException):
                     await committing[0]
 
-    async def _finish(self, committing: tuple[asyncio.Task[object], _Done]) -> None:
-        task, done = committing
-        await task
+    async def _finish(self, commit: Awaitable[object], done: _Done) -> None:
+        """Wait for a batch's commit, then count it and settle its dedup marks."""
+        await commit
         self._committed(done)
         await self._settle(done)
 
@@ -266,9 +265,7 @@ class Worker:
                     self._prepare(group), max(0.1, deadline - time.monotonic())
                 )
                 done = await self._publish(channel, events, group, batch, fresh)
-                await transaction.commit()
-                self._committed(done)
-                await self._settle(done)
+                await self._finish(transaction.commit(), done)
             except (_GiveUp, TimeoutError):
                 break
 
@@ -380,8 +377,6 @@ class Worker:
         if batch.poison:
             self.metrics.quarantined.labels(kind="poison").inc(len(batch.poison))
         self.published += len(published)
-        for callback in self._on_committed:
-            callback(len(published))
 
     def _transform(self, group: list[AbstractIncomingMessage]) -> _Batch:
         batch = _Batch()

@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from ingest import topology
 from ingest.names import Names
-from tests.support import Proc, Stack, free_port, postback_json, postback_xml
+from tests.support import Proc, Stack, delete_topology, free_port, postback_json, postback_xml
 
 from .services import PrivateRabbit, PrivateRedis
 
@@ -351,17 +351,8 @@ def tally(shots: Iterable[Shot], downstream: Downstream) -> Tally:
 
 
 async def delete_namespace(amqp_url: str, names: Names) -> None:
-    queues = [names.intake, names.quarantine, names.unrouted, names.subscriber("faults")]
-    with contextlib.suppress(Exception):
-        async with await aio_pika.connect(amqp_url, timeout=10) as connection:
-            for queue in queues:
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(queue)
-            for exchange in (names.events, names.unrouted):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.exchange_delete(exchange)
+    with contextlib.suppress(Exception):  # the private broker may be down already
+        await delete_topology(names, [names.subscriber("faults")], amqp_url)
 
 
 # --- report -------------------------------------------------------------------------------
