@@ -169,7 +169,7 @@ def create_app(settings: Settings, publisher: IntakePublisher | None = None) -> 
         return response
 
     async def accept(request: web.Request) -> web.StreamResponse:
-        if not gate.allowed(request.remote):
+        if gate.networks and not gate.allowed(request.remote):
             return answer(403, "Forbidden")
         if not gate.authorized(request.headers.get("Authorization")):
             return answer(401, "Unauthorized", **{"WWW-Authenticate": 'Basic realm="postbacks"'})
