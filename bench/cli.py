@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import phases
 from bench.broker import Broker
-from bench.procs import EXITS, RESULTS_DIR, machine_busy, pin_self, stop_all
+from bench.procs import EXITS, RESULTS_DIR, machine_busy, pin_self, services_pinned, stop_all
 from bench.report import evaluate, table
 from bench.wrk import ensure_wrk
 
@@ -44,6 +44,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--load-cpu", type=int, default=1)
+    ap.add_argument(
+        "--broker-cpu",
+        default="float",
+        help="where RabbitMQ and Redis run outside the drain phase: 'float' (both cores, "
+        "untouched: the default), 'load' (the load generator's core), or a core number",
+    )
+    ap.add_argument(
+        "--drain-cap",
+        type=float,
+        default=0.5,
+        help="CPU share of each worker in the capped drain (0 = no capped drain)",
+    )
     ap.add_argument("--drain-postbacks", type=int, default=100_000)
     ap.add_argument("--rss-postbacks", type=int, default=1_000_000)
     ap.add_argument("--rss-warmup", type=int, default=20_000, help="postbacks before 'before'")
@@ -76,6 +88,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         ap.error(f"unknown phase(s) {unknown}; choose from {ALL}")
     args.phases = [p for p in ALL if p in selected]
+    if args.broker_cpu == "load":
+        args.broker_cpu_core = args.load_cpu
+    elif args.broker_cpu == "float":
+        args.broker_cpu_core = None
+    elif args.broker_cpu.isdigit():
+        args.broker_cpu_core = int(args.broker_cpu)
+    else:
+        ap.error("--broker-cpu: 'load', 'float' or a core number")
     return args
 
 
@@ -112,6 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rss_postbacks=args.rss_postbacks,
         rss_warmup=args.rss_warmup,
         rss_chunk=args.rss_chunk,
+        drain_cap=args.drain_cap,
     )
     broker = Broker(cfg.amqp_url)
     main_task = asyncio.current_task()
@@ -135,8 +156,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if busy > args.quiet_pct:
                 phases.say(f"warning: the machine is {busy:.0f}% busy before {name}: noisy figures")
             started = time.time()
+            # The drain's two workers take both cores: the broker floats there.
+            pin = None if name == "drain" else args.broker_cpu_core
             try:
-                results[name] = await phases.PHASES[name](cfg, broker)
+                with services_pinned(pin) as moved:
+                    if moved:
+                        phases.say(f"{name}: RabbitMQ and Redis ({moved} threads) on core {pin}")
+                    results[name] = await phases.PHASES[name](cfg, broker)
+                results[name]["broker_cpu"] = "float" if pin is None else pin
             except Exception as exc:
                 traceback.print_exc()
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}

@@ -61,6 +61,8 @@ def _lost(results: Result) -> float | None:
         dig(results, "e2e", "lost"),
         dig(results, "drain", "one", "lost"),
         dig(results, "drain", "two", "lost"),
+        dig(results, "drain", "one_capped", "lost"),
+        dig(results, "drain", "two_capped", "lost"),
         dig(results, "rss", "lost"),
     ]
     known = [c for c in counts if isinstance(c, int)]
@@ -104,6 +106,16 @@ TARGETS = (
         1.7,
         lambda r: _ratio(
             dig(r, "drain", "two", "events_per_s"), dig(r, "drain", "one", "events_per_s")
+        ),
+        "x",
+    ),
+    Target(
+        "  the same, each worker capped (broker headroom)",
+        ">=",
+        1.7,
+        lambda r: _ratio(
+            dig(r, "drain", "two_capped", "events_per_s"),
+            dig(r, "drain", "one_capped", "events_per_s"),
         ),
         "x",
     ),
@@ -192,12 +204,14 @@ def table(results: Result, targets: list[dict[str, Any]]) -> str:
         )
 
     drain_rows: list[list[str]] = []
-    for key in ("one", "two"):
+    for key in ("one", "two", "one_capped", "two_capped"):
         r = dig(results, "drain", key)
         if isinstance(r, dict):
+            cap = r.get("cap_cores_per_worker")
             drain_rows.append(
                 [
-                    f"{r.get('workers')} worker(s) on cpu {r.get('cpus')}",
+                    f"{r.get('workers')} worker(s) on cpu {r.get('cpus')}"
+                    + (f", {cap:g} core each" if cap else ""),
                     _f(r.get("events_per_s")),
                     _f(r.get("events")),
                     _f(r.get("lost")),
