@@ -8,6 +8,19 @@ _WHITESPACE = b" \t\r\n"
 _BOM = codecs.BOM_UTF8
 
 
+def _printable(value: str) -> str:
+    """``value`` as printable ASCII: any other byte as ``\\xNN``.
+
+    A charset name is an ASCII token; a header may still carry any bytes (aiohttp hands
+    them over surrogate-escaped). Escaped, such a name travels safely in the intake
+    envelope and the worker quarantines the postback with "unknown charset" naming it.
+    """
+    if value.isascii() and value.isprintable():
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in raw)
+
+
 def _split_content_type(content_type: str | None) -> tuple[str, str | None]:
     if not content_type:
         return "", None
@@ -16,7 +29,7 @@ def _split_content_type(content_type: str | None) -> tuple[str, str | None]:
     for param in params.split(";"):
         key, _, value = param.partition("=")
         if key.strip().lower() == "charset":
-            charset = value.strip().strip('"').strip() or None
+            charset = _printable(value.strip().strip('"').strip()) or None
     return mime.strip().lower(), charset
 
 

@@ -145,6 +145,9 @@ class IntakePublisher:
                 self._busy += 1
                 try:
                     await self._publish(batch)
+                except Exception as exc:  # a bug must cost this batch a 503, not the lane
+                    log.exception("batch not published", extra={"postbacks": len(batch)})
+                    _fail(batch, _describe(exc))
                 finally:
                     self._busy -= 1
 
@@ -177,17 +180,14 @@ class IntakePublisher:
         if self.spool is not None:
             try:
                 await self.spool.append([p.record for p in batch])
-            except OSError as spool_exc:
-                log.error("spool write failed", extra={"error": str(spool_exc)})
+            except Exception as spool_exc:  # not spooled: the postbacks get 503
+                log.error("spool write failed", extra={"error": _describe(spool_exc)})
             else:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_result("spooled")
                 return
-        for item in batch:
-            if not item.future.done():
-                item.future.set_exception(Unavailable(reason))
-                item.future.exception()  # retrieved: the waiter may already have gone
+        _fail(batch, reason)
 
     async def send(self, records: list[Record], timeout: float) -> None:
         """Publish ``records`` as one persistent intake message and wait for the confirm."""
@@ -270,6 +270,13 @@ def _setter(event: asyncio.Event) -> Callable[..., None]:
         event.set()
 
     return on_close
+
+
+def _fail(batch: list[_Pending], reason: str) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(Unavailable(reason))
+            item.future.exception()  # retrieved: the waiter may already have gone
 
 
 def _describe(exc: BaseException) -> str:

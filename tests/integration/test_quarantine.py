@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 from ingest.names import Names
 from tests.support import Subscriber, http_session, post, postback_xml, queue_count
@@ -107,3 +111,56 @@ async def test_unknown_code_is_an_event_not_quarantined(namespace: str) -> None:
     )
     assert received[0].message.routing_key == "mms_mt.unknown.unknown.x777"
     assert await queue_count(Names(namespace).quarantine) == 0
+
+
+async def _raw_post(url: str, body: bytes, content_type: bytes) -> int:
+    """POST with header bytes no HTTP client library sends; returns the status code."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /postbacks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: " + content_type + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 15)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no-spool", "spool"])
+async def test_a_charset_that_is_not_utf8_costs_its_batch_neighbours_nothing(
+    namespace: str, tmp_path: Path, spool: bool
+) -> None:
+    # One request whose charset parameter holds a byte that is not UTF-8 arrives among 60
+    # good ones, so it shares their intake batch. Each is answered 200; the good ones become
+    # events, the odd one is quarantined naming its charset; the receiver goes on.
+    bad = postback_xml("N101", "odd-charset")
+    values = {"spool_dir": tmp_path / "spool"} if spool else {}
+    async with (
+        Subscriber(namespace, "all", ["#"]) as subscriber,
+        pipeline(namespace, **values) as running,
+        http_session() as session,
+    ):
+
+        async def good(i: int) -> int:
+            body = postback_xml("N102", f"neighbour-{i}")
+            return (await post(session, running.postbacks, body))[0]
+
+        statuses = await asyncio.gather(
+            *(good(i) for i in range(30)),
+            _raw_post(running.postbacks, bad, b"application/xml; charset=\xff"),
+            *(good(i) for i in range(30, 60)),
+        )
+        after = await post(session, running.postbacks, postback_xml("N102", "after"))
+        received = await subscriber.take(61, timeout=20, settle=0.3)
+        messages = await quarantined(namespace, 1)
+    assert statuses == [200] * 61
+    assert after[0] == 200
+    assert sorted(r.event["tracking_id"] for r in received) == sorted(
+        [f"neighbour-{i}" for i in range(60)] + ["after"]
+    )
+    assert [m.body for m in messages] == [bad]
+    assert "unknown charset '\\\\xff'" in str(messages[0].headers["x-error"])

@@ -89,3 +89,23 @@ def test_blank_bodies(body: bytes) -> None:
 @pytest.mark.parametrize("body", [XML, JSON, b" x ", b"\x00", BOM + b"{", b"\n}\n", b"0"])
 def test_bodies_that_are_not_blank(body: bytes) -> None:
     assert not is_blank(body)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        # aiohttp hands over header bytes that are not UTF-8 surrogate-escaped.
+        ("application/xml; charset=\udcff", ("xml", "\\xff")),
+        ("application/xml; charset=utf\udcc3\udcbf8", ("xml", "utf\\xc3\\xbf8")),
+        ("application/json; charset=ütf-8", ("json", "\\xc3\\xbctf-8")),
+        ('text/xml; charset="iso\x1f8859-1"', ("xml", "iso\\x1f8859-1")),
+        ("text/xml; charset=a\tb", ("xml", "a\\x09b")),
+    ],
+)
+def test_a_charset_that_is_no_ascii_token_is_kept_escaped(
+    content_type: str, expected: tuple[str, str]
+) -> None:
+    # Printable ASCII only: it travels in the intake envelope with the other postbacks of
+    # its batch, and the worker quarantines it as an unknown charset, naming it.
+    assert detect(content_type, XML) == expected
+    assert expected[1].isascii() and expected[1].isprintable()
