@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ class Settings:
             amqp_url=_url("AMQP_URL", required("AMQP_URL"), ("amqp", "amqps")),
             redis_url=_optional(raw("REDIS_URL"), lambda v: _url("REDIS_URL", v, _REDIS)),
             namespace=_namespace(required("POSTBACKS_NAMESPACE")),
-            host=required("INGEST_HOST"),
+            host=_host(required("INGEST_HOST")),
             port=_port("INGEST_PORT", required("INGEST_PORT")),
             max_body=_integer("INGEST_MAX_BODY", required("INGEST_MAX_BODY"), 1, 1 << 30),
             basic_auth=_optional(raw("INGEST_BASIC_AUTH"), _basic_auth),
@@ -165,6 +166,33 @@ def _url(variable: str, value: str, schemes: tuple[str, ...]) -> str:
         raise BadSetting(variable, f"URL has no host: {mask_url(value)!r}")
     del port
     return value
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _host(value: str) -> str:
+    """An IP address or a host name (labels of letters, digits and inner hyphens)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        labels = value.removesuffix(".").split(".")
+        if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+            raise BadSetting("INGEST_HOST", f"not an IP address or host name: {value!r}") from None
+        if all(label.isdigit() for label in labels):
+            raise BadSetting("INGEST_HOST", f"not a valid IP address: {value!r}") from None
+    return value
+
+
+def check_spool_dir(directory: Path) -> None:
+    """Make sure the spool directory exists and is writable (start-up of a receiver)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = f"cannot create {str(directory)!r}: {exc.strerror}"
+        raise BadSetting("INGEST_SPOOL_DIR", problem) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise BadSetting("INGEST_SPOOL_DIR", f"{str(directory)!r} is not writable")
 
 
 def _integer(variable: str, value: str, low: int, high: int) -> int:

@@ -28,7 +28,7 @@ from ingest.names import Names
 ROOT = Path(__file__).resolve().parents[1]
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTBACKS = [sys.executable, "-m", "worker.cli"]
+POSTBACKS = [sys.executable, "-m", "worker.entry"]
 
 
 def free_port() -> int:

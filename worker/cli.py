@@ -17,8 +17,8 @@ from aiohttp import web
 from ingest import logs
 from ingest.app import IN_FLIGHT
 from ingest.app import create_app as create_receiver
-from ingest.settings import OPTIONS, BadSetting, Settings
-from worker import stats, tools
+from ingest.settings import OPTIONS, BadSetting, Settings, check_spool_dir
+from worker import entry, stats, tools
 from worker.dedup import open_store
 from worker.http import create_app as create_worker_http
 from worker.metrics import WorkerMetrics
@@ -106,12 +106,27 @@ def _stop_event() -> asyncio.Event:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if entry.stop_requested():  # asked to stop while it was still starting
+        stop.set()
     return stop
 
 
 def _where(settings: Settings, port: int) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     return f"http://{host}:{port}/postbacks"
+
+
+async def _listen(
+    site: web.TCPSite, variables: str, host: str, port: int, runner: web.AppRunner
+) -> None:
+    """Start listening, or fail naming the settings behind an address that cannot be used."""
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise BadSetting(
+            variables, f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
 
 
 async def receive(settings: Settings) -> None:
@@ -125,7 +140,7 @@ async def receive(settings: Settings) -> None:
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_address=True)
-    await site.start()
+    await _listen(site, "INGEST_HOST/INGEST_PORT", settings.host, settings.port, runner)
     port = settings.port
     server = getattr(site, "_server", None)
     if server is not None and server.sockets:
@@ -151,7 +166,9 @@ async def work(settings: Settings) -> None:
     runner = web.AppRunner(create_worker_http(worker), access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.metrics_port, reuse_address=True)
-    await site.start()
+    await _listen(
+        site, "INGEST_HOST/WORKER_METRICS_PORT", settings.host, settings.metrics_port, runner
+    )
     log.info(
         "worker started",
         extra={
@@ -177,7 +194,7 @@ def run_both(argv: Sequence[str]) -> int:
     stopped together."""
     rest = list(argv)
     rest.remove("run")
-    base = [sys.executable, "-m", "worker.cli"]
+    base = [sys.executable, "-m", "worker.entry"]
     children = [
         subprocess.Popen([*base, "receive", *rest]),
         subprocess.Popen([*base, "work", *rest]),
@@ -193,10 +210,14 @@ def run_both(argv: Sequence[str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if entry.stop_requested():  # asked to stop while it was still starting
+        forward(signal.SIGTERM, None)
     failed: int | None = None
     while any(child.poll() is None for child in children):
         for child in children:
             code = child.poll()
+            if stopping and code in (-signal.SIGTERM, -signal.SIGINT):
+                code = 0  # stopped by the signal passed on before it had started anything
             if code is not None and code != 0 and failed is None:
                 failed = code
                 if not stopping:
@@ -220,13 +241,21 @@ def _stats(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    command: str = args.command
     try:
         settings = _settings(args)
+        if command in ("run", "receive") and settings.spool_dir is not None:
+            check_spool_dir(settings.spool_dir)
     except BadSetting as exc:
         print(f"postbacks: error: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
-    command: str = args.command
+    if entry.stop_requested():
+        return 0  # asked to stop before it began: nothing was done
+    if command not in ("run", "receive", "work", "tail"):
+        # The one-shot commands install no handlers of their own: signals act as usual.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if command in ("run", "receive", "work"):
         log.info(f"{command}: configuration", extra={"config": settings.effective()})
     if command == "run":

@@ -8,6 +8,7 @@ import signal
 import time
 
 import aiohttp
+import pytest
 
 from ingest.names import Names
 from tests.integration._helpers import wait_count
@@ -86,3 +87,19 @@ async def test_receive_and_work_as_separate_processes_stop_on_sigint(
     codes = [await asyncio.to_thread(proc.popen.wait, 15) for proc in (receiving, working)]
     assert codes == [0, 0], receiving.output()[-2000:] + working.output()[-2000:]
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("command", ["run", "receive", "work", "tail"])
+async def test_sigterm_while_still_starting_is_a_clean_stop(
+    namespace: str, processes: Stack, command: str
+) -> None:
+    """An orchestrator may stop a process it has only just started: even then SIGTERM ends
+    it within 10 s with status 0 (not killed half-started, status 143)."""
+    for delay in (0.1, 0.25, 0.4):
+        proc = processes.start(command, INGEST_PORT=free_port(), WORKER_METRICS_PORT=free_port())
+        await asyncio.sleep(delay)
+        proc.popen.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = await asyncio.to_thread(proc.popen.wait, 15)
+        assert (delay, code) == (delay, 0), proc.output()[-2000:]
+        assert time.monotonic() - started < 10

@@ -3,6 +3,8 @@ settings with one line naming the variable and exit status 2."""
 
 from __future__ import annotations
 
+import socket
+
 import aio_pika
 import pytest
 
@@ -93,6 +95,10 @@ async def test_topology_declares_everything_and_is_idempotent(namespace: str) ->
         ("receive", "INGEST_PORT", {}, ["--port", "-1"]),
         ("work", "WORKER_METRICS_PORT", {"WORKER_METRICS_PORT": "99999"}, []),
         ("run", "INGEST_ALLOW_FROM", {"INGEST_ALLOW_FROM": "10.0.0.0/8,not-a-cidr"}, []),
+        ("receive", "INGEST_HOST", {"INGEST_HOST": "999.1.1.1"}, []),
+        ("receive", "INGEST_HOST", {}, ["--host", "no such host"]),
+        ("receive", "INGEST_SPOOL_DIR", {"INGEST_SPOOL_DIR": "/proc/no-such-dir/spool"}, []),
+        ("run", "INGEST_SPOOL_DIR", {}, ["--spool-dir", "/proc/no-such-dir/spool"]),
     ],
 )
 async def test_bad_setting_stops_start_up_with_one_line_and_exit_2(
@@ -104,3 +110,25 @@ async def test_bad_setting_stops_start_up_with_one_line_and_exit_2(
     assert len(lines) == 1, done.stderr
     assert variable in lines[0]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "port_setting"),
+    [
+        ("receive", "INGEST_PORT", "INGEST_PORT"),
+        ("work", "WORKER_METRICS_PORT", "WORKER_METRICS_PORT"),
+    ],
+)
+async def test_a_port_in_use_is_named_not_blamed_on_the_broker(
+    command: str, variable: str, port_setting: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = {port_setting: str(port), "INGEST_HOST": "127.0.0.1"}
+        done = await postbacks(new_namespace(), command, timeout=20, **settings)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.code == 2, done.stderr
+    assert variable in last and f"127.0.0.1:{port}" in last, last
+    assert "broker" not in last and "Traceback" not in done.stderr
