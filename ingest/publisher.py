@@ -37,7 +37,7 @@ MAX_BATCH_BYTES = 1 << 20
 # with 64 connections: 19.4-20.1k req/s with 1, 13.5-15.0k with 4; p50 at half that rate
 # 1.9-2.2 ms with 1, 5.3-5.9 ms with 4).
 MAX_IN_FLIGHT = 1
-RECONNECT_MIN, RECONNECT_MAX = 0.2, 3.0
+RECONNECT_MIN, RECONNECT_MAX = 0.2, 1.0
 
 
 class Unavailable(Exception):

@@ -47,7 +47,7 @@ MAX_BATCH_MESSAGES = PREFETCH // 2  # so the next batch is delivered while one c
 MAX_BATCH_POSTBACKS = 2048  # postbacks per transaction
 POISON_DELIVERIES = 3  # a message that makes the worker fail this often is quarantined
 STOP_GRACE = 8.0  # seconds to finish what was already delivered when asked to stop
-RECONNECT_MIN, RECONNECT_MAX = 0.2, 3.0
+RECONNECT_MIN, RECONNECT_MAX = 0.2, 1.0
 KNOWN_ORIGINS = frozenset({"MMS_MT", "MMS_MO"})  # other origins are counted as "other"
 
 
