@@ -328,25 +328,9 @@ def ticks_to_core_pct(ticks: int, seconds: float) -> float:
 
 
 def _accounted_ticks() -> int:
-    """CPU ticks of this process, its descendants (live, and reaped: cutime/cstime), and of
-    the broker and Redis (processes of the rabbitmq/redis users, or named redis-server)."""
-    ours = {os.getpid(), *descendants(os.getpid())}
-    services = _service_uids()
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            pid = int(entry.name)
-            stat = (entry / "stat").read_text()
-            if pid in ours:
-                own, children = _proc_ticks(stat)
-                total += own + children
-            elif entry.stat().st_uid in services or "(redis-server)" in stat:
-                total += _proc_ticks(stat)[0]
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
+    """CPU ticks of this process and its descendants (live, and reaped: cutime/cstime), and
+    of the broker and Redis (see :func:`service_pids`)."""
+    return tree_ticks(os.getpid()) + service_ticks()
 
 
 class NoiseMeter:
