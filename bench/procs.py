@@ -248,7 +248,7 @@ def tree_ticks(pid: int) -> int:
 
 def service_pids() -> list[int]:
     """The broker's and Redis's processes: those of the rabbitmq/redis users, or named
-    redis-server (the same set :func:`_accounted_ticks` counts as services)."""
+    redis-server."""
     services = _service_uids()
     pids = []
     for entry in Path("/proc").iterdir():

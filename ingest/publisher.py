@@ -37,7 +37,6 @@ MAX_BATCH_BYTES = 1 << 20
 # with 64 connections: 19.4-20.1k req/s with 1, 13.5-15.0k with 4; p50 at half that rate
 # 1.9-2.2 ms with 1, 5.3-5.9 ms with 4).
 MAX_IN_FLIGHT = 1
-RECONNECT_MIN, RECONNECT_MAX = 0.2, 1.0
 
 
 class Unavailable(Exception):
@@ -216,7 +215,7 @@ class IntakePublisher:
     # --- the connection --------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        delay = RECONNECT_MIN
+        delay = topology.RECONNECT_MIN
         while not self._stopping:
             lost = asyncio.Event()
             try:
@@ -229,7 +228,7 @@ class IntakePublisher:
                 channel.close_callbacks.add(on_close)
                 self._channel = channel
                 self.problem = None
-                delay = RECONNECT_MIN
+                delay = topology.RECONNECT_MIN
                 log.info("broker connected")
                 await lost.wait()
                 self.problem = "broker connection lost"
@@ -245,7 +244,7 @@ class IntakePublisher:
                     with contextlib.suppress(Exception):
                         await self._connection.close()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            delay = min(delay * 2, topology.RECONNECT_MAX)
 
     async def _forward_spool(self) -> None:
         assert self.spool is not None

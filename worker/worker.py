@@ -47,7 +47,6 @@ MAX_BATCH_MESSAGES = PREFETCH // 2  # so the next batch is delivered while one c
 MAX_BATCH_POSTBACKS = 2048  # postbacks per transaction
 POISON_DELIVERIES = 3  # a message that makes the worker fail this often is quarantined
 STOP_GRACE = 8.0  # seconds to finish what was already delivered when asked to stop
-RECONNECT_MIN, RECONNECT_MAX = 0.2, 1.0
 KNOWN_ORIGINS = frozenset({"MMS_MT", "MMS_MO"})  # other origins are counted as "other"
 
 
@@ -128,12 +127,12 @@ class Worker:
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; reconnects by itself whatever happens to the broker."""
-        delay = RECONNECT_MIN
+        delay = topology.RECONNECT_MIN
         while not self.stopping.is_set():
             connection: AbstractConnection | None = None
             try:
                 connection = await aio_pika.connect(self.settings.amqp_url, timeout=5)
-                delay = RECONNECT_MIN
+                delay = topology.RECONNECT_MIN
                 await self._session(connection)
             except asyncio.CancelledError:
                 raise
@@ -147,7 +146,7 @@ class Worker:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            delay = min(delay * 2, topology.RECONNECT_MAX)
         self._problem("broker", "stopped")
 
     def stop(self) -> None:
