@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -9,6 +11,10 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class ReceiverMetrics:
+    """The receiver's metrics. The two that move with every postback (answers by code, time
+    to answer) are tallied in plain numbers on the hot path and folded into their Prometheus
+    series by :meth:`flush`, which ``/metrics`` calls before it renders."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -50,3 +56,30 @@ class ReceiverMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._answers: dict[int, int] = {}
+        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self._latency_sum = 0.0
+
+    def answered(self, code: int) -> None:
+        self._answers[code] = self._answers.get(code, 0) + 1
+
+    def accepted_in(self, seconds: float) -> None:
+        """One accepted postback's time to answer (what ``request_seconds`` observes)."""
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._latency_sum += seconds
+
+    def flush(self) -> None:
+        """Fold the hot-path tallies into the Prometheus series."""
+        answers, self._answers = self._answers, {}
+        for code, count in answers.items():
+            self.requests.labels(code=str(code)).inc(count)
+        counts, self._latency_counts = self._latency_counts, [0] * len(self._latency_counts)
+        total, self._latency_sum = self._latency_sum, 0.0
+        if any(counts):
+            # The same effect as one observe() per postback: prometheus_client's Histogram
+            # keeps one value per bucket (upper bound inclusive) and one for the sum.
+            histogram = self.request_seconds
+            for bucket, count in zip(histogram._buckets, counts, strict=True):
+                if count:
+                    bucket.inc(count)
+            histogram._sum.inc(total)

@@ -65,6 +65,7 @@ class IntakePublisher:
         self.problem: str | None = "not connected yet"
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._up = False  # the channel is open: a flag, as the hot path asks it per postback
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._busy = 0  # lanes waiting for a confirm
@@ -75,7 +76,7 @@ class IntakePublisher:
 
     @property
     def ready(self) -> bool:
-        return self._channel is not None and not self._channel.is_closed
+        return self._up and self._channel is not None and not self._channel.is_closed
 
     def next_id(self) -> str:
         self._seq += 1
@@ -115,7 +116,7 @@ class IntakePublisher:
 
         Raises :class:`Unavailable` when it is neither within the confirm timeout.
         """
-        if not self.ready and self.spool is None:
+        if not self._up and self.spool is None:
             raise Unavailable(self.problem or "broker unavailable")
         loop = asyncio.get_running_loop()
         timeout = self.settings.confirm_timeout
@@ -223,10 +224,11 @@ class IntakePublisher:
                 self._connection = connection
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 await topology.declare(channel, self.settings.names)
-                on_close = _setter(lost)
+                on_close = self._on_close(lost)
                 connection.close_callbacks.add(on_close)
                 channel.close_callbacks.add(on_close)
                 self._channel = channel
+                self._up = True
                 self.problem = None
                 delay = topology.RECONNECT_MIN
                 log.info("broker connected")
@@ -239,12 +241,21 @@ class IntakePublisher:
                 self.problem = f"broker unreachable: {_describe(exc)}"
                 log.warning("broker unreachable", extra={"error": _describe(exc)})
             finally:
+                self._up = False
                 self._channel = None
                 if self._connection is not None and not self._stopping:
                     with contextlib.suppress(Exception):
                         await self._connection.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, topology.RECONNECT_MAX)
+
+    def _on_close(self, lost: asyncio.Event) -> Callable[..., None]:
+        def on_close(*_args: object) -> None:
+            if not lost.is_set():  # a link already given up must not mark its successor down
+                self._up = False
+            lost.set()
+
+        return on_close
 
     async def _forward_spool(self) -> None:
         assert self.spool is not None
@@ -262,13 +273,6 @@ class IntakePublisher:
             else:
                 if moved:
                     log.info("spool forwarded", extra={"postbacks": moved})
-
-
-def _setter(event: asyncio.Event) -> Callable[..., None]:
-    def on_close(*_args: object) -> None:
-        event.set()
-
-    return on_close
 
 
 def _fail(batch: list[_Pending], reason: str) -> None:
