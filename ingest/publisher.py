@@ -171,9 +171,9 @@ class IntakePublisher:
             return
         if self.on_batch is not None:
             self.on_batch(len(batch), time.monotonic() - started)
-        for item in batch:
-            if not item.future.done():
-                item.future.set_result("confirmed")
+        # Answered one step later: the lane first hands the next batch to the connection's
+        # writer, so that batch goes out before this one's requests are answered.
+        asyncio.get_running_loop().call_soon(_confirm, batch)
 
     async def _fallback(self, batch: list[_Pending], exc: BaseException) -> None:
         reason = _describe(exc) if not isinstance(exc, Unavailable) else str(exc)
@@ -273,6 +273,12 @@ class IntakePublisher:
             else:
                 if moved:
                     log.info("spool forwarded", extra={"postbacks": moved})
+
+
+def _confirm(batch: list[_Pending]) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_result("confirmed")
 
 
 def _fail(batch: list[_Pending], reason: str) -> None:
