@@ -3,8 +3,9 @@
 Postbacks arriving together share one persistent message and one publisher confirm. A
 batch closes when it is full or as soon as the batch before it is confirmed: under light
 load every postback is published on its own, under heavy load the next batch grows while
-the previous one waits for its confirm. A postback's future resolves only once its batch is
-confirmed (or fsynced into the spool, when one is configured); otherwise it fails with
+the previous one waits for its confirm, and it is sent before the confirmed batch's
+requests are answered. A postback's future resolves only once its batch is confirmed (or
+fsynced into the spool, when one is configured); otherwise it fails with
 :class:`Unavailable`.
 """
 
