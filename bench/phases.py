@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -28,6 +29,7 @@ from bench.procs import (
     ManagedProcess,
     NoiseMeter,
     cpu_capped,
+    http_get,
     service_ticks,
     taskset_prefix,
     ticks_to_core_pct,
@@ -330,28 +332,67 @@ async def max_rate(cfg: Config, port: int) -> Result:
     return best
 
 
-async def half_rate(cfg: Config, port: int, max_rps: float) -> Result:
+_CONFIRM_BUCKET = re.compile(
+    rb'^postbacks_intake_confirm_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M
+)
+
+
+async def confirm_buckets(cfg: Config, port: int) -> dict[float, float] | None:
+    """The receiver's ``postbacks_intake_confirm_seconds`` histogram (cumulative, by upper
+    bound), or None when it cannot be read."""
+    got = await http_get(cfg.host, port, "/metrics")
+    if got is None or got[0] != 200:
+        return None
+    return {float(le): float(n) for le, n in _CONFIRM_BUCKET.findall(got[1])}
+
+
+def confirm_summary(before: dict[float, float], after: dict[float, float]) -> Result:
+    """What the broker's confirms looked like between two readings: how many, how many took
+    over 10 ms, and the bucket bound the slowest stayed under."""
+    delta = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = delta.get(float("inf"), 0.0)
+    within_10ms = max((n for le, n in delta.items() if le <= 0.010), default=0.0)
+    slowest = next((le for le, n in delta.items() if n >= total), float("inf"))
+    return {
+        "confirms": int(total),
+        "confirms_over_10ms": int(total - within_10ms),
+        "slowest_confirm_under_ms": None if slowest == float("inf") else slowest * 1000,
+    }
+
+
+async def half_rate(cfg: Config, port: int, max_rps: float, *, confirms: bool = False) -> Result:
     """Open-loop latency at half the maximum rate (bench.loadgen, fixed rate); with
-    ``cfg.repeat`` > 1 the run with the lowest p99 is kept."""
+    ``cfg.repeat`` > 1 the run with the lowest p99 is kept. With ``confirms`` (the project's
+    receiver) each run also reports the broker's confirm times, read from its /metrics."""
     rate = max_rps / 2
     runs: list[Result] = []
     for _ in range(max(1, cfg.repeat)):
+        before = await confirm_buckets(cfg, port) if confirms else None
         noise = NoiseMeter()
         res = await loadgen(cfg, port, bodies.new_run_id(), duration=cfg.duration, rate=rate)
         res["others_cpu_pct"] = noise.others_pct()
+        after = await confirm_buckets(cfg, port) if before is not None else None
+        seen = ""
+        if before is not None and after is not None:
+            res["broker_confirms"] = confirm_summary(before, after)
+            c = res["broker_confirms"]
+            bound = c["slowest_confirm_under_ms"]
+            seen = (
+                f"; broker confirms: {c['confirms']:,}, {c['confirms_over_10ms']} over 10 ms,"
+                f" slowest under {'?' if bound is None else f'{bound:g}'} ms"
+            )
         say(
             f"  fixed {rate:,.0f} req/s: got {res['rps']:,.0f}  p50 {res['p50_ms']:.2f} ms"
             f"  p99 {res['p99_ms']:.2f} ms  (from write: p99 {res.get('service_p99_ms', 0):.2f}"
             f" ms; non-200/unanswered: "
             f"{res['answered'] - res['ok']}/{res['unanswered']}; others' CPU "
-            f"{res['others_cpu_pct']:.0f}%)"
+            f"{res['others_cpu_pct']:.0f}%{seen})"
         )
         runs.append(res)
     best = dict(min(runs, key=lambda r: float(r["p99_ms"])))
     if len(runs) > 1:
-        best["runs"] = [
-            {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "others_cpu_pct")} for r in runs
-        ]
+        keys = ("rps", "p50_ms", "p99_ms", "service_p99_ms", "others_cpu_pct", "broker_confirms")
+        best["runs"] = [{k: r[k] for k in keys if k in r} for r in runs]
     return best
 
 
@@ -497,7 +538,9 @@ async def phase_receiver(cfg: Config, broker: Broker) -> Result:
         try:
             res: Result = {"wrk": await max_rate(cfg, cfg.project_port)}
             res["intake_after_wrk"] = await broker.purge(f"{ns}.intake")
-            res["half_rate"] = await half_rate(cfg, cfg.project_port, res["wrk"]["rps"])
+            res["half_rate"] = await half_rate(
+                cfg, cfg.project_port, res["wrk"]["rps"], confirms=True
+            )
             res["rss_kb"] = proc.rss_kb()
             return res
         finally:

@@ -143,8 +143,11 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-async def http_status(host: str, port: int, path: str, timeout: float = 2.0) -> int | None:
-    """Status of ``GET path`` (a minimal HTTP/1.0 client), None when nothing answers."""
+async def http_get(
+    host: str, port: int, path: str, timeout: float = 2.0
+) -> tuple[int, bytes] | None:
+    """Status and body of ``GET path`` (a minimal HTTP/1.0 client), None when nothing
+    answers."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, TimeoutError):
@@ -152,15 +155,22 @@ async def http_status(host: str, port: int, path: str, timeout: float = 2.0) -> 
     try:
         writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
         await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        parts = line.split()
-        return int(parts[1]) if len(parts) >= 2 else None
+        answer = await asyncio.wait_for(reader.read(), timeout)  # HTTP/1.0: until EOF
+        head, _, body = answer.partition(b"\r\n\r\n")
+        parts = head.split(b"\r\n", 1)[0].split()
+        return (int(parts[1]), body) if len(parts) >= 2 else None
     except (OSError, TimeoutError, ValueError):
         return None
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def http_status(host: str, port: int, path: str, timeout: float = 2.0) -> int | None:
+    """Status of ``GET path``, None when nothing answers."""
+    got = await http_get(host, port, path, timeout)
+    return None if got is None else got[0]
 
 
 async def wait_http_ok(

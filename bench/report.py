@@ -151,6 +151,14 @@ def _http_row(label: str, r: Any) -> list[str]:
     ]
 
 
+def _half_rate_runs(half: Any) -> list[dict[str, Any]]:
+    """The half-rate runs of the project's receiver that carry broker-confirm figures."""
+    if not isinstance(half, dict):
+        return []
+    runs = half.get("runs") or [half]
+    return [r for r in runs if isinstance(r, dict) and isinstance(r.get("broker_confirms"), dict)]
+
+
 def table(results: Result, targets: list[dict[str, Any]]) -> str:
     lines: list[str] = []
 
@@ -177,6 +185,17 @@ def table(results: Result, targets: list[dict[str, Any]]) -> str:
     if http_rows:
         lines.append("HTTP (64 connections; server on one core, load generator on the other)")
         grid(["", "req/s", "p50 ms", "p99 ms", "others %", "tool"], http_rows)
+    for run in _half_rate_runs(dig(results, "receiver", "half_rate")):
+        c = run["broker_confirms"]
+        bound = c.get("slowest_confirm_under_ms")
+        lines.append(
+            f"postbacks receive, half rate, run with p99 {_f(run.get('p99_ms'), 2)} ms (from"
+            f" write {_f(run.get('service_p99_ms'), 2)} ms): {_f(c.get('confirms'))} broker"
+            f" confirms, {_f(c.get('confirms_over_10ms'))} over 10 ms, the slowest under"
+            f" {'?' if bound is None else f'{bound:g}'} ms"
+        )
+    if lines and lines[-1] != "":
+        lines.append("")
 
     pipe_rows: list[list[str]] = []
     for label, r in (
