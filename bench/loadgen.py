@@ -105,6 +105,10 @@ class _State:
     errors: int = 0
     latencies: array.array[float] = field(default_factory=lambda: array.array("d"))
     service: array.array[float] = field(default_factory=lambda: array.array("d"))
+    # Open loop: how late this generator queued each request behind its schedule, and how
+    # long a queued request then waited for a free connection.
+    lag: array.array[float] = field(default_factory=lambda: array.array("d"))
+    conn_wait: array.array[float] = field(default_factory=lambda: array.array("d"))
     stop: bool = False
     first_send: float = 0.0
     last_answer: float = 0.0
@@ -130,13 +134,18 @@ async def _connect(st: _State) -> _Conn:
     raise ConnectionError(f"cannot connect to {st.host}:{st.port}")
 
 
-async def _send(st: _State, conn: _Conn, n: int, since: float) -> tuple[_Conn, bool]:
+async def _send(
+    st: _State, conn: _Conn, n: int, since: float, queued: float | None = None
+) -> tuple[_Conn, bool]:
     """Send postback ``n`` on ``conn``; latency counted from ``since``."""
     if conn.closed:
         conn = await _connect(st)
     host = st.host.encode()
     st.inflight += 1
     sent_at = time.perf_counter()
+    if queued is not None:
+        st.lag.append(max(0.0, queued - since))
+        st.conn_wait.append(sent_at - queued)
     try:
         status = await conn.request(http_request(st.run, n, host))
     except ConnectionError:
@@ -162,12 +171,12 @@ async def _closed_worker(st: _State) -> None:
             conn.transport.close()
 
 
-async def _open_worker(st: _State, queue: asyncio.Queue[tuple[int, float] | None]) -> None:
+async def _open_worker(st: _State, queue: asyncio.Queue[tuple[int, float, float] | None]) -> None:
     conn = await _connect(st)
     try:
         while (item := await queue.get()) is not None:
-            n, scheduled = item
-            conn, _ = await _send(st, conn, n, scheduled)
+            n, scheduled, queued = item
+            conn, _ = await _send(st, conn, n, scheduled, queued)
     finally:
         if conn.transport is not None:
             conn.transport.close()
@@ -175,7 +184,7 @@ async def _open_worker(st: _State, queue: asyncio.Queue[tuple[int, float] | None
 
 async def _scheduler(
     st: _State,
-    queue: asyncio.Queue[tuple[int, float] | None],
+    queue: asyncio.Queue[tuple[int, float, float] | None],
     rate: float,
     duration: float | None,
     workers: int,
@@ -188,9 +197,10 @@ async def _scheduler(
     assert total is not None
     i = 0
     while i < total:
-        due = min(total, int((time.perf_counter() - t0) * rate) + 1)
+        now = time.perf_counter()
+        due = min(total, int((now - t0) * rate) + 1)
         while i < due:
-            queue.put_nowait((st.start_n + i, t0 + i / rate))
+            queue.put_nowait((st.start_n + i, t0 + i / rate, now))
             i += 1
         st.sent = i
         await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
@@ -233,7 +243,7 @@ async def run(
     if rate is None:
         tasks = [asyncio.create_task(_closed_worker(st)) for _ in range(connections)]
     else:
-        queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, float, float] | None] = asyncio.Queue()
         tasks = [asyncio.create_task(_open_worker(st, queue)) for _ in range(connections)]
         tasks.append(asyncio.create_task(_scheduler(st, queue, rate, duration, connections)))
     pending: set[asyncio.Task[None]] = set(tasks)
@@ -262,6 +272,8 @@ async def run(
     elapsed = (st.last_answer or issue_end) - st.first_send
     lat = sorted(st.latencies)
     svc = sorted(st.service)
+    lag = sorted(st.lag)
+    conn_wait = sorted(st.conn_wait)
     ms = 1000.0
     return {
         "tool": "loadgen",
@@ -286,6 +298,13 @@ async def run(
         # connection, no lag of this generator behind its schedule).
         "service_p50_ms": round(_pct(svc, 50) * ms, 3),
         "service_p99_ms": round(_pct(svc, 99) * ms, 3),
+        # Open loop, what makes up the rest: this generator queuing requests late (its own
+        # core busy; not the server's doing) and requests waiting for a free connection
+        # (all of them busy with slower answers: the server's doing).
+        "generator_lag_p99_ms": round(_pct(lag, 99) * ms, 3) if lag else None,
+        "generator_lag_max_ms": round(lag[-1] * ms, 3) if lag else None,
+        "connection_wait_p99_ms": round(_pct(conn_wait, 99) * ms, 3) if conn_wait else None,
+        "connection_wait_max_ms": round(conn_wait[-1] * ms, 3) if conn_wait else None,
         "t_start": wall_start,
         "t_issue_end": wall_issue_end,
         "t_end": wall_start + elapsed,

@@ -381,6 +381,12 @@ async def half_rate(cfg: Config, port: int, max_rps: float, *, confirms: bool = 
                 f"; broker confirms: {c['confirms']:,}, {c['confirms_over_10ms']} over 10 ms,"
                 f" slowest under {'?' if bound is None else f'{bound:g}'} ms"
             )
+        if res.get("generator_lag_max_ms") is not None:
+            seen += (
+                f"; generator late: p99 {res['generator_lag_p99_ms']:.2f}, max"
+                f" {res['generator_lag_max_ms']:.2f} ms; waited for a free connection: p99"
+                f" {res['connection_wait_p99_ms']:.2f}, max {res['connection_wait_max_ms']:.2f} ms"
+            )
         say(
             f"  fixed {rate:,.0f} req/s: got {res['rps']:,.0f}  p50 {res['p50_ms']:.2f} ms"
             f"  p99 {res['p99_ms']:.2f} ms  (from write: p99 {res.get('service_p99_ms', 0):.2f}"
@@ -391,7 +397,18 @@ async def half_rate(cfg: Config, port: int, max_rps: float, *, confirms: bool = 
         runs.append(res)
     best = dict(min(runs, key=lambda r: float(r["p99_ms"])))
     if len(runs) > 1:
-        keys = ("rps", "p50_ms", "p99_ms", "service_p99_ms", "others_cpu_pct", "broker_confirms")
+        keys = (
+            "rps",
+            "p50_ms",
+            "p99_ms",
+            "service_p99_ms",
+            "generator_lag_p99_ms",
+            "generator_lag_max_ms",
+            "connection_wait_p99_ms",
+            "connection_wait_max_ms",
+            "others_cpu_pct",
+            "broker_confirms",
+        )
         best["runs"] = [{k: r[k] for k in keys if k in r} for r in runs]
     return best
 

@@ -192,7 +192,10 @@ def table(results: Result, targets: list[dict[str, Any]]) -> str:
             f"postbacks receive, half rate, run with p99 {_f(run.get('p99_ms'), 2)} ms (from"
             f" write {_f(run.get('service_p99_ms'), 2)} ms): {_f(c.get('confirms'))} broker"
             f" confirms, {_f(c.get('confirms_over_10ms'))} over 10 ms, the slowest under"
-            f" {'?' if bound is None else f'{bound:g}'} ms"
+            f" {'?' if bound is None else f'{bound:g}'} ms; generator late: max"
+            f" {_f(run.get('generator_lag_max_ms'), 2)} ms; waited for a free connection: p99"
+            f" {_f(run.get('connection_wait_p99_ms'), 2)}, max"
+            f" {_f(run.get('connection_wait_max_ms'), 2)} ms"
         )
     if lines and lines[-1] != "":
         lines.append("")
