@@ -37,6 +37,7 @@ from bench.procs import (
     wait_http_ok,
     wait_port_free,
 )
+from bench.report import half_rate_detail
 from bench.wrk import run_wrk
 
 Result = dict[str, Any]
@@ -372,27 +373,15 @@ async def half_rate(cfg: Config, port: int, max_rps: float, *, confirms: bool = 
         res = await loadgen(cfg, port, bodies.new_run_id(), duration=cfg.duration, rate=rate)
         res["others_cpu_pct"] = noise.others_pct()
         after = await confirm_buckets(cfg, port) if before is not None else None
-        seen = ""
         if before is not None and after is not None:
             res["broker_confirms"] = confirm_summary(before, after)
-            c = res["broker_confirms"]
-            bound = c["slowest_confirm_under_ms"]
-            seen = (
-                f"; broker confirms: {c['confirms']:,}, {c['confirms_over_10ms']} over 10 ms,"
-                f" slowest under {'?' if bound is None else f'{bound:g}'} ms"
-            )
-        if res.get("generator_lag_max_ms") is not None:
-            seen += (
-                f"; generator late: p99 {res['generator_lag_p99_ms']:.2f}, max"
-                f" {res['generator_lag_max_ms']:.2f} ms; waited for a free connection: p99"
-                f" {res['connection_wait_p99_ms']:.2f}, max {res['connection_wait_max_ms']:.2f} ms"
-            )
+        detail = half_rate_detail(res)
         say(
             f"  fixed {rate:,.0f} req/s: got {res['rps']:,.0f}  p50 {res['p50_ms']:.2f} ms"
             f"  p99 {res['p99_ms']:.2f} ms  (from write: p99 {res.get('service_p99_ms', 0):.2f}"
             f" ms; non-200/unanswered: "
             f"{res['answered'] - res['ok']}/{res['unanswered']}; others' CPU "
-            f"{res['others_cpu_pct']:.0f}%{seen})"
+            f"{res['others_cpu_pct']:.0f}%{'; ' + detail if detail else ''})"
         )
         runs.append(res)
     best = dict(min(runs, key=lambda r: float(r["p99_ms"])))

@@ -55,14 +55,15 @@ class Target:
         }
 
 
+# The drain phase's results, one per variant (bench.phases.phase_drain).
+DRAIN_RUNS = ("one", "two", "one_capped", "two_capped")
+
+
 def _lost(results: Result) -> float | None:
     """Postbacks answered 200 without their event, over every project phase that ran."""
     counts = [
         dig(results, "e2e", "lost"),
-        dig(results, "drain", "one", "lost"),
-        dig(results, "drain", "two", "lost"),
-        dig(results, "drain", "one_capped", "lost"),
-        dig(results, "drain", "two_capped", "lost"),
+        *(dig(results, "drain", key, "lost") for key in DRAIN_RUNS),
         dig(results, "rss", "lost"),
     ]
     known = [c for c in counts if isinstance(c, int)]
@@ -151,6 +152,27 @@ def _http_row(label: str, r: Any) -> list[str]:
     ]
 
 
+def half_rate_detail(run: Result) -> str:
+    """Where a half-rate run's tail came from: the broker's confirms (when read) and the
+    load generator's split into its own lag and the wait for a free connection."""
+    parts: list[str] = []
+    c = run.get("broker_confirms")
+    if isinstance(c, dict):
+        bound = c.get("slowest_confirm_under_ms")
+        parts.append(
+            f"broker confirms: {_f(c.get('confirms'))}, {_f(c.get('confirms_over_10ms'))}"
+            f" over 10 ms, slowest under {'?' if bound is None else f'{bound:g}'} ms"
+        )
+    if run.get("generator_lag_max_ms") is not None:
+        parts.append(
+            f"generator late: p99 {_f(run.get('generator_lag_p99_ms'), 2)}, max"
+            f" {_f(run.get('generator_lag_max_ms'), 2)} ms; waited for a free connection: p99"
+            f" {_f(run.get('connection_wait_p99_ms'), 2)}, max"
+            f" {_f(run.get('connection_wait_max_ms'), 2)} ms"
+        )
+    return "; ".join(parts)
+
+
 def _half_rate_runs(half: Any) -> list[dict[str, Any]]:
     """The half-rate runs of the project's receiver that carry broker-confirm figures."""
     if not isinstance(half, dict):
@@ -186,16 +208,9 @@ def table(results: Result, targets: list[dict[str, Any]]) -> str:
         lines.append("HTTP (64 connections; server on one core, load generator on the other)")
         grid(["", "req/s", "p50 ms", "p99 ms", "others %", "tool"], http_rows)
     for run in _half_rate_runs(dig(results, "receiver", "half_rate")):
-        c = run["broker_confirms"]
-        bound = c.get("slowest_confirm_under_ms")
         lines.append(
             f"postbacks receive, half rate, run with p99 {_f(run.get('p99_ms'), 2)} ms (from"
-            f" write {_f(run.get('service_p99_ms'), 2)} ms): {_f(c.get('confirms'))} broker"
-            f" confirms, {_f(c.get('confirms_over_10ms'))} over 10 ms, the slowest under"
-            f" {'?' if bound is None else f'{bound:g}'} ms; generator late: max"
-            f" {_f(run.get('generator_lag_max_ms'), 2)} ms; waited for a free connection: p99"
-            f" {_f(run.get('connection_wait_p99_ms'), 2)}, max"
-            f" {_f(run.get('connection_wait_max_ms'), 2)} ms"
+            f" write {_f(run.get('service_p99_ms'), 2)} ms): {half_rate_detail(run)}"
         )
     if lines and lines[-1] != "":
         lines.append("")
@@ -226,7 +241,7 @@ def table(results: Result, targets: list[dict[str, Any]]) -> str:
         )
 
     drain_rows: list[list[str]] = []
-    for key in ("one", "two", "one_capped", "two_capped"):
+    for key in DRAIN_RUNS:
         r = dig(results, "drain", key)
         if isinstance(r, dict):
             cap = r.get("cap_cores_per_worker")
