@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-import redis.asyncio as aioredis
+from worker.redis_link import RedisLink, guarded
 
 
 class DedupStore(Protocol):
@@ -92,75 +92,86 @@ class MemoryDedup:
 
 SETTLED = "done:"  # a settled mark: the event is committed
 
-# One round trip per batch; atomic because Redis runs a script without interleaving.
-_CLAIM = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local mark = ARGV[i + 1]
-  if redis.call('SET', key, mark, 'NX', 'EX', ARGV[1]) then
-    out[i] = 1
-  elseif redis.call('GET', key) == mark then
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"""
+# One key each, so a cluster routes every call to the master of its key's slot. Settle and
+# release compare before they write; Redis runs a script without interleaving. EVAL rather
+# than EVALSHA: a replica promoted by a failover may not hold the script, and the text is
+# short. redis-py's Script helper does not queue into a cluster pipeline either.
 _SETTLE = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i] then
-    redis.call('SET', key, 'done:' .. ARGV[i], 'KEEPTTL')
-  end
+local mark = redis.call('GET', KEYS[1])
+if mark == ARGV[1] then
+  redis.call('SET', KEYS[1], 'done:' .. ARGV[1], 'KEEPTTL')
+  return 1
 end
 return 0
 """
 _RELEASE = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i] then redis.call('DEL', key) end
-end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
 
 class RedisDedup:
-    """Shared store: any number of workers on any machines, one Redis."""
+    """Shared store: any number of workers on any machines, one Redis or one Redis Cluster.
 
-    def __init__(self, url: str, ttl: int, prefix: str) -> None:
+    Every call is one non-transactional pipeline of single-key commands: one round trip on
+    standalone Redis, one per master holding the batch's keys (in parallel) on a cluster.
+    A claim is ``SET key mark NX EX ttl GET`` per id (Redis 7): it was fresh when the reply
+    is nil (the key was free, now marked) or ``mark`` itself (its own mark). Each command is
+    atomic on its own, and a batch needs no more: ids are independent. A pipeline the
+    cluster client sends again after a connection error or ``CLUSTERDOWN`` gives the same
+    answers, since a claim of one's own mark, a settle and a release are all idempotent.
+    """
+
+    def __init__(self, link: RedisLink, ttl: int, prefix: str, *, owns_link: bool = False) -> None:
+        self.link = link
         self.ttl = ttl
         self.prefix = f"{prefix}:dedup:"
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
-        )
-        self._claim = self.client.register_script(_CLAIM)
-        self._release = self.client.register_script(_RELEASE)
-        self._settle = self.client.register_script(_SETTLE)
+        self.owns_link = owns_link
+
+    def key(self, event_id: str) -> str:
+        return self.prefix + event_id
 
     async def claim(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
         if not claims:
             return []
-        keys = [self.prefix + event_id for event_id, _ in claims]
-        result = await self._claim(keys=keys, args=[self.ttl, *(mark for _, mark in claims)])
-        return [bool(flag) for flag in result]
+        client = await self.link.client()
+        async with guarded():
+            pipe = client.pipeline(transaction=False)
+            for event_id, mark in claims:
+                pipe.set(self.key(event_id), mark, ex=self.ttl, nx=True, get=True)
+            held = await pipe.execute()
+        return [
+            before is None or before == mark.encode()
+            for before, (_, mark) in zip(held, claims, strict=True)
+        ]
 
     async def release(self, claims: Sequence[tuple[str, str]]) -> None:
-        if claims:
-            keys = [self.prefix + event_id for event_id, _ in claims]
-            await self._release(keys=keys, args=[mark for _, mark in claims])
+        await self._each(_RELEASE, claims)
 
     async def settle(self, claims: Sequence[tuple[str, str]]) -> None:
-        if claims:
-            keys = [self.prefix + event_id for event_id, _ in claims]
-            await self._settle(keys=keys, args=[mark for _, mark in claims])
+        await self._each(_SETTLE, claims)
+
+    async def _each(self, script: str, claims: Sequence[tuple[str, str]]) -> None:
+        if not claims:
+            return
+        client = await self.link.client()
+        async with guarded():
+            pipe = client.pipeline(transaction=False)
+            for event_id, mark in claims:
+                pipe.eval(script, 1, self.key(event_id), mark)
+            await pipe.execute()
 
     async def ping(self) -> None:
-        await self.client.ping()
+        await self.link.ping()
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self.owns_link:
+            await self.link.aclose()
 
 
 def open_store(redis_url: str | None, ttl: int, namespace: str) -> DedupStore:
+    """The store for ``REDIS_URL``: Redis (standalone or cluster, noticed on first use)
+    through a link of its own, else the in-process one."""
     if redis_url:
-        return RedisDedup(redis_url, ttl, namespace)
+        return RedisDedup(RedisLink(redis_url), ttl, namespace, owns_link=True)
     return MemoryDedup(ttl)
