@@ -7,6 +7,7 @@ Everything that is not a postback raises :class:`NotAPostback` with a reason fit
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from typing import Any
 from xml.parsers import expat as _expat
@@ -44,9 +45,25 @@ class _NoDoctypeExpat:
         return parser
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a JSON-like value, computed without recursion."""
+class BigInt(str):
+    """A JSON integer outside ``-2**63 .. 2**64-1``, as its digits (orjson reads it as a float).
+
+    A ``str``, so orjson writes it as a JSON string and a named field gets its digits.
+    """
+
+    __slots__ = ()
+
+
+_I64_MIN = -(2**63)
+_U64_MAX = 2**64 - 1
+_BIG = float(2**63)
+
+
+def _shape(value: Any) -> tuple[int, bool]:
+    """Nesting depth of a JSON-like value, computed without recursion, and whether it holds
+    an integral float of ``2**63`` or more in size (how orjson reads a too-large integer)."""
     deepest = 0
+    big = False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
@@ -55,18 +72,25 @@ def _depth(value: Any) -> int:
         elif isinstance(item, list):
             children = item
         else:
+            big = big or (isinstance(item, float) and abs(item) >= _BIG and item.is_integer())
             continue
         deepest = max(deepest, level)
         if deepest > MAX_DEPTH:
-            return deepest
+            return deepest, big
         stack.extend((child, level + 1) for child in children)
-    return deepest
+    return deepest, big
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON-like value, computed without recursion."""
+    return _shape(value)[0]
 
 
 def _decode(body: bytes, charset: str) -> str:
+    """``body`` decoded as ``charset``; any failure of the codec is a :class:`NotAPostback`."""
     try:
         return body.decode(charset)
-    except LookupError:
+    except LookupError:  # also codecs that are no text encoding: base64, rot13, zlib, ...
         raise NotAPostback(f"unknown charset {charset!r}") from None
     except UnicodeDecodeError as exc:
         raise NotAPostback(
@@ -74,6 +98,25 @@ def _decode(body: bytes, charset: str) -> str:
         ) from None
     except (UnicodeError, ValueError) as exc:  # codecs such as punycode raise their own
         raise NotAPostback(f"body is not valid {charset}: {exc}") from None
+    except Exception as exc:  # a codec is arbitrary code; none of it may escape
+        raise NotAPostback(f"body cannot be decoded as {charset}: {type(exc).__name__}") from None
+
+
+def _utf8(body: bytes, charset: str) -> bytes:
+    """``body`` decoded as ``charset``, in UTF-8.
+
+    Codecs such as UTF-7 or ``unicode_escape`` can yield lone surrogates, which are no
+    text: such a body is not valid in its charset.
+    """
+    decoded = _decode(body, charset)
+    try:
+        return decoded.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code_point = ord(decoded[exc.start])
+        raise NotAPostback(
+            f"body is not valid {charset}: decodes to a lone surrogate "
+            f"U+{code_point:04X} at character {exc.start}"
+        ) from None
 
 
 # Encodings expat decodes itself; for any other declared encoding Python decodes first.
@@ -99,7 +142,7 @@ def parse_xml(body: bytes, charset: str | None = None) -> dict[str, Any]:
     # (Shift_JIS, say) is decoded by Python. Either way expat is then told it reads UTF-8.
     decode_as = charset or _declared_encoding(body)
     if decode_as:
-        body = _decode(body, decode_as).encode("utf-8")
+        body = _utf8(body, decode_as)
         encoding = "utf-8"
     try:
         doc = xmltodict.parse(body, encoding=encoding, expat=_NoDoctypeExpat)
@@ -113,6 +156,8 @@ def parse_xml(body: bytes, charset: str | None = None) -> dict[str, Any]:
         if "entit" in str(exc):
             raise NotAPostback(f"XML entities are not accepted: {exc}") from None
         raise NotAPostback(f"XML cannot be read: {exc}") from None
+    except Exception as exc:  # expat and xmltodict are foreign code; none of it may escape
+        raise NotAPostback(f"XML cannot be read: {type(exc).__name__}") from None
     if not isinstance(doc, dict) or len(doc) != 1 or "postback" not in doc:
         root = next(iter(doc), None) if isinstance(doc, dict) else None
         raise NotAPostback(f"not a postback: XML root is <{root}>, not <postback>")
@@ -126,11 +171,49 @@ def parse_xml(body: bytes, charset: str | None = None) -> dict[str, Any]:
     return fields
 
 
+def _json_int(literal: str) -> int | BigInt:
+    """An integer literal as orjson reads it, or as :class:`BigInt` where orjson cannot."""
+    if len(literal) <= 20:  # JSON has no leading zeros: longer is beyond 64 bits
+        number = int(literal)
+        if _I64_MIN <= number <= _U64_MAX:
+            return number
+    return BigInt(literal)
+
+
+def _with_big_ints(data: bytes, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` read again with integers beyond 64 bits as :class:`BigInt`; ``doc`` itself
+    when it has none (an integral float such as ``1e19`` was sent as a float)."""
+    try:
+        again = json.loads(data.decode("utf-8"), parse_int=_json_int)
+    except Exception:  # orjson read it; keep orjson's reading rather than lose the postback
+        return doc
+    if not isinstance(again, dict) or not _holds_big_int(again):
+        return doc
+    return again
+
+
+def _holds_big_int(value: Any) -> bool:
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BigInt):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_json(body: bytes, charset: str | None = None) -> dict[str, Any]:
-    """Fields of a JSON postback object, as sent."""
-    data: bytes | str = body
+    """Fields of a JSON postback object, as sent.
+
+    An integer outside ``-2**63 .. 2**64-1`` is a :class:`BigInt` holding its digits, so a
+    named field gets them verbatim and in ``extra`` it appears as a string of its digits.
+    """
+    data = body
     if charset and charset.replace("-", "").replace("_", "").lower() not in ("utf8",):
-        data = _decode(body, charset)
+        data = _utf8(body, charset)
     elif body.startswith(_BOM):
         data = body[len(_BOM) :]
     try:
@@ -139,9 +222,10 @@ def parse_json(body: bytes, charset: str | None = None) -> dict[str, Any]:
         raise NotAPostback(f"not well-formed JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise NotAPostback(f"not a postback: JSON {type(doc).__name__}, not an object")
-    if _depth(doc) > MAX_DEPTH:
+    depth, big = _shape(doc)
+    if depth > MAX_DEPTH:
         raise NotAPostback(f"not a postback: nested deeper than {MAX_DEPTH} levels")
-    return doc
+    return _with_big_ints(data, doc) if big else doc
 
 
 def parse(body: bytes, fmt: str, charset: str | None = None) -> dict[str, Any]:
