@@ -112,11 +112,32 @@ def items(value: Any, element: str) -> list[str]:
     return out
 
 
+# The offsets a timestamp may carry: hours 00..18, minutes 00..59 (as java.time allows).
+_MAX_OFFSET_HOURS = 18
+
+
+def _offset(sign: str, hours: str, minutes: str) -> timedelta | None:
+    """The offset to add to local time for UTC, or ``None`` when it is out of range."""
+    if int(hours) > _MAX_OFFSET_HOURS or int(minutes) > 59:
+        return None
+    offset = timedelta(hours=int(hours), minutes=int(minutes))
+    return -offset if sign == "+" else offset
+
+
+def _iso(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS``, the year zero-padded to four digits (strftime does not)."""
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+
+
 def utc_timestamp(value: str | None) -> str | None:
     """Sinch's timestamp in UTC as ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``.
 
-    Offsets ``-05:00`` and ``-0500`` are applied, no offset means UTC, the fraction digits
-    are kept as sent, and text that is no timestamp is returned verbatim.
+    Offsets ``-05:00`` and ``-0500`` (hours up to 18, minutes up to 59) are applied, no
+    offset means UTC, the fraction digits are kept as sent, and text that is no timestamp
+    (an offset out of range, a date outside years 1..9999 in UTC) is returned verbatim.
     """
     if value is None:
         return None
@@ -129,12 +150,14 @@ def utc_timestamp(value: str | None) -> str | None:
     except ValueError:
         return value
     if sign is not None:
-        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+        offset = _offset(sign, off_h, off_m)
+        if offset is None:
+            return value
         try:
-            moment = moment - offset if sign == "+" else moment + offset
+            moment += offset
         except OverflowError:  # before year 1 or after 9999 in UTC
             return value
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (fraction or "") + "Z"
+    return _iso(moment) + (fraction or "") + "Z"
 
 
 @functools.lru_cache(maxsize=4)

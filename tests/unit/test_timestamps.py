@@ -98,3 +98,47 @@ def test_event_timestamp_from_a_postback(fmt: str, sent: str, utc: str) -> None:
 def test_timestamp_outside_the_calendar_is_kept_verbatim(sent: str) -> None:
     body = f'{{"origin": "MMS_MT", "code": "N101", "timestamp": "{sent}"}}'.encode()
     assert event_of(body, "json")["timestamp"] == sent
+
+
+@pytest.mark.parametrize(
+    ("sent", "utc"),
+    [
+        ("0999-06-07T07:27:34Z", "0999-06-07T07:27:34Z"),
+        ("0001-01-01T00:00:00", "0001-01-01T00:00:00Z"),
+        ("0099-12-31T22:00:00-05:00", "0100-01-01T03:00:00Z"),
+        ("1000-01-01T01:00:00+02:00", "0999-12-31T23:00:00Z"),
+        ("0010-06-07T07:27:34.5+01:00", "0010-06-07T06:27:34.5Z"),
+    ],
+)
+def test_a_year_before_1000_keeps_four_digits(sent: str, utc: str) -> None:
+    assert utc_timestamp(sent) == utc
+
+
+@pytest.mark.parametrize(
+    ("sent", "utc"),
+    [
+        ("2014-06-07T07:27:29+18:00", "2014-06-06T13:27:29Z"),
+        ("2014-06-07T07:27:29-18:00", "2014-06-08T01:27:29Z"),
+        ("2014-06-07T07:27:29+14:00", "2014-06-06T17:27:29Z"),
+        ("2014-06-07T07:27:29-00:59", "2014-06-07T08:26:29Z"),
+        ("2014-06-07T07:27:29+1859", "2014-06-06T12:28:29Z"),
+    ],
+)
+def test_offsets_up_to_18_hours_and_59_minutes_are_applied(sent: str, utc: str) -> None:
+    assert utc_timestamp(sent) == utc
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2014-06-07T07:27:29+99:99",
+        "2014-06-07T07:27:29+24:00",
+        "2014-06-07T07:27:29-00:60",
+        "2014-06-07T07:27:29+19:00",
+        "2014-06-07T07:27:29-1900",
+        "2014-06-07T07:27:29+0075",
+        "2014-06-07T07:27:29.5-23:59",
+    ],
+)
+def test_an_offset_out_of_range_is_no_timestamp(sent: str) -> None:
+    assert utc_timestamp(sent) == sent
