@@ -12,7 +12,7 @@ joined by ``\\x1f``) and ``!I`` length + body.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 CONTENT_TYPE = "application/vnd.postbacks.batch"
@@ -34,6 +34,25 @@ class Record:
     fmt: str
     charset: str | None
     body: bytes
+
+
+RECORD_OVERHEAD = 64  # bytes a record adds to its body in an envelope, at most (its metadata)
+
+
+def batches(records: Sequence[Record], max_count: int, max_bytes: int) -> Iterator[list[Record]]:
+    """``records`` in order, cut into envelopes of at most ``max_count`` records and about
+    ``max_bytes`` bytes: a record that alone is larger goes alone."""
+    batch: list[Record] = []
+    size = 0
+    for record in records:
+        cost = len(record.body) + RECORD_OVERHEAD
+        if batch and (len(batch) >= max_count or size + cost > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += cost
+    if batch:
+        yield batch
 
 
 def pack(records: Iterable[Record]) -> bytes:

@@ -156,7 +156,7 @@ class IntakePublisher:
     def _take_batch(self) -> list[_Pending]:
         size, count = 0, 0
         for item in self._pending:
-            size += len(item.record.body) + 64
+            size += len(item.record.body) + envelope.RECORD_OVERHEAD
             if count and (count >= MAX_BATCH_POSTBACKS or size > MAX_BATCH_BYTES):
                 break
             count += 1
@@ -269,6 +269,7 @@ class IntakePublisher:
                 moved = await self.spool.forward(
                     lambda recs: self.send(recs, self.settings.confirm_timeout),
                     MAX_BATCH_POSTBACKS,
+                    MAX_BATCH_BYTES,
                 )
             except Exception as exc:  # the broker went away again: retry later
                 log.warning("spool forwarding interrupted", extra={"error": _describe(exc)})

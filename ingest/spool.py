@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from ingest.envelope import Record, pack, unpack
+from ingest.envelope import Record, batches, pack, unpack
 
 log = logging.getLogger("postbacks.spool")
 
@@ -83,8 +83,11 @@ class Spool:
                 self._fd = None
                 self._seq += 1
 
-    async def forward(self, send: Callable[[list[Record]], Awaitable[None]], batch: int) -> int:
-        """Hand every spooled record to ``send`` in order, ``batch`` at a time; delete each
+    async def forward(
+        self, send: Callable[[list[Record]], Awaitable[None]], batch: int, max_bytes: int
+    ) -> int:
+        """Hand every spooled record to ``send`` in order, in batches of at most ``batch``
+        records and about ``max_bytes`` bytes (as the live path cuts them); delete each
         segment once all its records were sent. Returns how many were forwarded. ``send``
         raising stops forwarding; what was not sent stays for the next call."""
         async with self._forwarding:
@@ -96,8 +99,8 @@ class Spool:
                 if path == self._open_path():
                     continue
                 records = await asyncio.to_thread(read_segment, path)
-                for start in range(0, len(records), batch):
-                    await send(records[start : start + batch])
+                for part in batches(records, batch, max_bytes):
+                    await send(part)
                 path.unlink()
                 async with self._lock:
                     self.pending = max(0, self.pending - len(records))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aio_pika
 
+from ingest import envelope
 from ingest.names import Names
 from tests.support import AMQP_URL, http_session, post, postback_json, postback_xml, queue_count
 
@@ -190,3 +191,41 @@ async def wait_http_status(url: str, status: int, timeout: float = 15) -> int:
             break
         await asyncio.sleep(0.1)
     return seen
+
+
+async def test_the_spool_forwards_in_batches_bounded_by_bytes_as_the_live_path(
+    namespace: str, tmp_path: Path
+) -> None:
+    """Large postbacks spooled while the broker was away go back in intake messages of about
+    1 MiB each, never all in one (a broker refuses a message over its max size, and a
+    forwarder that retried that one message for ever would wedge the whole spool)."""
+    proxy = TcpProxy()
+    spool = tmp_path / "spool"
+    settings = settings_for(
+        namespace, amqp_url=proxy.url, spool_dir=spool, confirm_timeout=0.5, max_body=1 << 20
+    )
+    pad = "x" * 400_000
+    bodies = [postback_xml("N102", f"big-{n}", padding=pad) for n in range(12)]
+    try:
+        async with receiver(settings, ready=False) as url, http_session() as session:
+            statuses = [(await post(session, f"{url}/postbacks", body))[0] for body in bodies]
+            assert statuses == [200] * len(bodies)
+            await proxy.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                _, ready_body = await get_text(f"{url}/readyz")
+                if '"spool_pending":0' in ready_body.replace(" ", ""):
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await proxy.close()
+    async with await aio_pika.connect(AMQP_URL) as connection:
+        channel = await connection.channel()
+        intake = await channel.declare_queue(Names(namespace).intake, passive=True)
+        sizes, forwarded = [], []
+        while (message := await intake.get(no_ack=True, fail=False)) is not None:
+            sizes.append(len(message.body))
+            forwarded += envelope.unpack(message.body)
+    assert sorted(r.body for r in forwarded) == sorted(bodies)
+    assert len(sizes) >= 4, sizes
+    assert max(sizes) <= (1 << 20) + 500_000, sizes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ingest import envelope
 from ingest.envelope import MAGIC, BadEnvelope, Record, pack, unpack
 
 XML_RECORD = Record(
@@ -108,3 +109,22 @@ def test_truncation_between_records_is_a_bad_envelope() -> None:
     data = pack([XML_RECORD, JSON_RECORD])
     with pytest.raises(BadEnvelope):
         unpack(data[: len(first)])
+
+
+def _sized(size: int, n: int = 0) -> Record:
+    return Record(f"id-{n}", "2026-01-01T00:00:00.000000Z", "xml", None, b"x" * size)
+
+
+def test_batches_are_bounded_by_count_and_by_bytes_and_keep_the_order() -> None:
+    records = [_sized(300_000, n) for n in range(10)]
+    cut = list(envelope.batches(records, max_count=512, max_bytes=1 << 20))
+    assert [r for part in cut for r in part] == records
+    assert [len(part) for part in cut] == [3, 3, 3, 1]
+    small = [_sized(10, n) for n in range(1100)]
+    assert [len(p) for p in envelope.batches(small, 512, 1 << 20)] == [512, 512, 76]
+
+
+def test_a_record_larger_than_the_byte_bound_goes_alone() -> None:
+    records = [_sized(10, 0), _sized(3 << 20, 1), _sized(10, 2)]
+    assert [len(p) for p in envelope.batches(records, 512, 1 << 20)] == [1, 1, 1]
+    assert list(envelope.batches([], 512, 1 << 20)) == []
