@@ -14,9 +14,12 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import BadHttpMethod, ContentEncodingError, HttpProcessingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest import mediatype
@@ -128,6 +131,64 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+class _Connection(RequestHandler):
+    """aiohttp's handler of one connection, with requests it cannot parse answered briefly.
+
+    llhttp (aiohttp's C parser) knows a fixed set of methods and stops at any other token
+    before the path is read, so aiohttp answers ``400`` with the parser's diagnostics and
+    logs a traceback. The contract says another method is ``405``: this answers an unknown
+    method token ``405`` (whatever the path, which the parser never reached), and other
+    malformed requests ``400`` with a short text and one warning line, no traceback.
+    aiohttp's pure-Python parser would know the path, but at several times the cost per
+    request. Errors of a handler (500) stay aiohttp's: a bug deserves its traceback.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status != 400 or not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        if request.writer.output_size > 0:  # as aiohttp's: too late for any answer
+            raise ConnectionError("the answer has started, cannot send another")
+        if isinstance(exc, BadHttpMethod) and not exc.message.startswith("Received HTTPS"):
+            log.debug("request refused: unknown method", extra={"peer": request.remote})
+            # The path is unknown here: Allow names the method of the postback path.
+            response = _answer(405, "Method Not Allowed", Allow=hdrs.METH_POST)
+        elif isinstance(exc, BadHttpMethod):  # TLS on the plain-HTTP port
+            log.debug("request refused: not HTTP", extra={"peer": request.remote})
+            response = _answer(400, "Bad Request: not HTTP (TLS on a plain-HTTP port?)")
+        elif isinstance(exc, ContentEncodingError):  # one aiohttp cannot decode (br, zstd)
+            log.warning("request refused: unsupported Content-Encoding")
+            response = _answer(400, "Bad Request: unsupported Content-Encoding")
+        else:
+            reason = str(exc.message).split("\n", 1)[0].rstrip(":")
+            log.warning(
+                "request refused: malformed", extra={"peer": request.remote, "reason": reason}
+            )
+            response = _answer(400, f"Bad Request: {reason}")
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class ReceiverRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer unparseable requests as
+    :class:`_Connection` does; serve :func:`create_app` with it."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # the same server, making _Connection handlers
+        return server
+
+
 def create_app(settings: Settings, publisher: IntakePublisher | None = None) -> web.Application:
     """The receiver app; ``publisher`` is made (and started, and stopped) when not given."""
     app = web.Application(client_max_size=settings.max_body)
@@ -171,21 +232,48 @@ def create_app(settings: Settings, publisher: IntakePublisher | None = None) -> 
             response.force_close()  # no next request on this connection
         return response
 
+    def forbidden() -> web.Response:
+        return answer(403, "Forbidden")
+
+    def unauthorized() -> web.Response:
+        return answer(401, "Unauthorized", **{"WWW-Authenticate": 'Basic realm="postbacks"'})
+
+    def too_large() -> web.Response:
+        response = answer(413, f"Payload Too Large: the limit is {max_body} bytes")
+        response.force_close()
+        return response
+
     async def accept(request: web.Request) -> web.StreamResponse:
         if not gate.allowed(request):
-            return answer(403, "Forbidden")
+            return forbidden()
         if not gate.authorized(request):
-            return answer(401, "Unauthorized", **{"WWW-Authenticate": 'Basic realm="postbacks"'})
+            return unauthorized()
         try:
             body = await _read_body(request, max_body)
         except TimeoutError:
             response = answer(408, "Request Timeout: the body did not arrive in time")
             response.force_close()
             return response
-        if body is None:
-            response = answer(413, f"Payload Too Large: the limit is {max_body} bytes")
+        except RequestPayloadError as exc:
+            # The body arrived but cannot be read: a Content-Encoding (gzip, deflate) it
+            # does not decode as, or broken chunked framing. The client's mistake: 400.
+            reason = str(exc).rsplit("\n", 1)[-1].strip()  # "Can not decode content-..."
+            log.warning("postback body unreadable", extra={"reason": reason})
+            # The parser has stopped on this connection: mark the body read, or aiohttp's
+            # lingering read after the answer would raise the same error again.
+            request.content.feed_eof()
+            response = answer(400, f"Bad Request: the body cannot be read: {reason}")
             response.force_close()
             return response
+        except ConnectionError:
+            # The client closed the connection before its body was complete: no one is
+            # left to answer, nothing was accepted.
+            log.info("postback abandoned: the client went away before its body arrived")
+            response = _answer(400, "Bad Request: incomplete body")
+            response.force_close()
+            return response
+        if body is None:
+            return too_large()
         if mediatype.is_blank(body):
             return answer(400, "Bad Request: empty body")
         fmt, charset = mediatype.detect(request.headers.get("Content-Type"), body)
@@ -207,6 +295,29 @@ def create_app(settings: Settings, publisher: IntakePublisher | None = None) -> 
             metrics.spooled.inc()
         metrics.accepted_in(time.perf_counter() - started)
         return answer(200, "OK")
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: the checks that need no body answer before the client
+        sends it (403, 401, then 413 by Content-Length, as :func:`accept` orders them);
+        only a request that passes them gets ``100 Continue``. Runs only when the request
+        has an ``Expect`` header: the hot path never comes here."""
+        if request.version != HttpVersion11:
+            return None  # HTTP/1.0 has no 100 Continue: the body follows anyway
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            return answer(417, "Expectation Failed: only 100-continue is known")
+        refusal: web.Response | None = None
+        if not gate.allowed(request):
+            refusal = forbidden()
+        elif not gate.authorized(request):
+            refusal = unauthorized()
+        elif request.content_length is not None and request.content_length > max_body:
+            return too_large()
+        if refusal is not None:
+            refusal.force_close()  # the client may or may not send the body now
+            return refusal
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not started yet
+        return None
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -230,8 +341,44 @@ def create_app(settings: Settings, publisher: IntakePublisher | None = None) -> 
         )
 
     app.cleanup_ctx.append(publisher_ctx)
-    app.router.add_post("/postbacks", postback)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_view)
+    _route(app, "/postbacks", {hdrs.METH_POST: postback}, expect)
+    for path, view in (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_view)):
+        _route(app, path, {hdrs.METH_GET: view, hdrs.METH_HEAD: view})
+    # Every other path is 404, answered before any body, ``Expect`` or not.
+    app.router.add_route(hdrs.METH_ANY, "/{path:.*}", _not_found, expect_handler=_not_found)
     return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _route(
+    app: web.Application,
+    path: str,
+    views: dict[str, Handler],
+    expect: Callable[[web.Request], Awaitable[web.StreamResponse | None]] | None = None,
+) -> None:
+    """``path`` served by ``views`` (by method); any other method is 405.
+
+    aiohttp's own 404/405 come from a route whose ``Expect`` handler sends ``100 Continue``
+    first, inviting a body only to refuse it: these routes refuse at once instead.
+    """
+    resource = app.router.add_resource(path)
+    for method, view in views.items():
+        resource.add_route(method, view, expect_handler=expect)
+    allow = ",".join(views)
+
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        response = _answer(405, "Method Not Allowed", Allow=allow)
+        if request.headers.get(hdrs.EXPECT):
+            response.force_close()  # the client may or may not send the body now
+        return response
+
+    resource.add_route(hdrs.METH_ANY, not_allowed, expect_handler=not_allowed)
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    response = _answer(404, "Not Found")
+    if request.headers.get(hdrs.EXPECT):
+        response.force_close()  # the client may or may not send the body now
+    return response

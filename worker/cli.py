@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from ingest import logs
-from ingest.app import IN_FLIGHT
+from ingest.app import IN_FLIGHT, ReceiverRunner
 from ingest.app import create_app as create_receiver
 from ingest.settings import OPTIONS, BadSetting, Settings, check_spool_dir
 from worker import entry, stats, tools
@@ -132,7 +132,7 @@ async def _listen(
 async def receive(settings: Settings) -> None:
     stop = _stop_event()
     app = create_receiver(settings)
-    runner = web.AppRunner(
+    runner = ReceiverRunner(
         app,
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT - DRAIN_TIMEOUT,
