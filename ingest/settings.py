@@ -100,7 +100,7 @@ class Settings:
         spool = raw("INGEST_SPOOL_DIR")
         return cls(
             amqp_url=_url("AMQP_URL", required("AMQP_URL"), ("amqp", "amqps")),
-            redis_url=_optional(raw("REDIS_URL"), lambda v: _url("REDIS_URL", v, _REDIS)),
+            redis_url=_optional(raw("REDIS_URL"), _redis_url),
             namespace=_namespace(required("POSTBACKS_NAMESPACE")),
             host=_host(required("INGEST_HOST")),
             port=_port("INGEST_PORT", required("INGEST_PORT")),
@@ -165,6 +165,38 @@ def _url(variable: str, value: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme != "unix" and not parts.hostname:
         raise BadSetting(variable, f"URL has no host: {mask_url(value)!r}")
     del port
+    return value
+
+
+_REDIS_DB_PATH = re.compile(r"^/?([0-9]{1,10})?$")
+_MAX_REDIS_DB = 2**31 - 1
+
+
+def _redis_url(value: str) -> str:
+    """A URL redis-py accepts as it is meant: its own parser finds bad options
+    (``?socket_timeout=abc``); the path it reads a database from quietly (``/abc`` would
+    be database 0) must be empty, ``/`` or ``/N``. A database the server does not have is
+    reported by the worker's readiness once it connects."""
+    from redis.connection import parse_url  # here: only a configured REDIS_URL needs it
+
+    _url("REDIS_URL", value, _REDIS)
+    try:
+        parsed: dict[str, object] = parse_url(value)  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError) as exc:
+        raise BadSetting(
+            "REDIS_URL", f"not a valid Redis URL ({exc}): {mask_url(value)!r}"
+        ) from None
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        if not parsed.get("path"):
+            raise BadSetting("REDIS_URL", f"unix:// needs a socket path: {mask_url(value)!r}")
+    else:
+        match = _REDIS_DB_PATH.match(parts.path)
+        if match is None or (match.group(1) and int(match.group(1)) > _MAX_REDIS_DB):
+            raise BadSetting(
+                "REDIS_URL",
+                f"the path must be empty or /N, N a database number: {mask_url(value)!r}",
+            )
     return value
 
 

@@ -97,6 +97,22 @@ def test_redis_url_schemes() -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h",
+        "redis://h/",
+        "redis://h:6379/0",
+        "redis://h:6379/15",
+        "redis://h:6379/99999",  # the server says whether it has it: the worker reports that
+        "redis://:pw@h:6379/2?socket_timeout=1.5&health_check_interval=10",
+        "unix:///run/redis.sock?db=3",
+    ],
+)
+def test_redis_urls_redis_py_reads_as_written_are_accepted(url: str) -> None:
+    assert load({"REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize(
     ("variable", "value"),
     [
         ("AMQP_URL", "not a url"),
@@ -108,6 +124,14 @@ def test_redis_url_schemes() -> None:
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", "redis://localhost:70000/0"),
         ("REDIS_URL", "amqp://localhost/"),
+        ("REDIS_URL", "redis://localhost:6379/?socket_timeout=abc"),
+        ("REDIS_URL", "redis://localhost:6379/?db=two"),
+        ("REDIS_URL", "redis://localhost:6379/abc"),
+        ("REDIS_URL", "redis://localhost:6379/-1"),
+        ("REDIS_URL", "redis://localhost:6379/1/2"),
+        ("REDIS_URL", "redis://localhost:6379/99999999999"),
+        ("REDIS_URL", "unix://"),
+        ("REDIS_URL", "unix:///run/redis.sock?db=x"),
         ("POSTBACKS_NAMESPACE", "my namespace"),
         ("POSTBACKS_NAMESPACE", "#"),
         ("INGEST_PORT", "65536"),
