@@ -6,19 +6,19 @@ import asyncio
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from ingest import envelope, topology
-from ingest.envelope import Record
+from ingest import topology
 from ingest.names import SUBSCRIBER_NAME
 from ingest.settings import Settings
-from worker.worker import records_of
+from worker import quarantine
+from worker.quarantine import LISTING_HEADER, NotReplayable, describe
 
 log = logging.getLogger("postbacks.tools")
 
@@ -37,38 +37,6 @@ async def subscribe(settings: Settings, name: str, patterns: list[str]) -> str:
         await topology.declare(channel, settings.names)
         queue = await topology.subscribe(channel, settings.names, name, patterns)
         return queue.name
-
-
-def _replayable(message: AbstractIncomingMessage) -> aio_pika.Message:
-    """The intake message a quarantined one goes back as.
-
-    A whole intake message quarantined as poison (or dead-lettered by the broker) goes
-    back as it was, with its message id, so dedup marks it may hold are its own again. A
-    single postback quarantined as invalid goes back as a one-record envelope.
-    """
-    headers = dict(message.headers or {})
-    if message.content_type == envelope.CONTENT_TYPE:
-        body = message.body
-        count = len(envelope.unpack(body))
-        message_id = message.message_id
-    else:
-        records = records_of(message)
-        record = records[0]
-        fmt = str(headers.get("x-format") or record.fmt)
-        charset_header = headers.get("x-charset")
-        charset = str(charset_header) if charset_header else record.charset
-        postback_id = str(headers.get("x-postback-id") or record.postback_id)
-        received_at = str(headers.get("x-received-at") or record.received_at)
-        body = envelope.pack([Record(postback_id, received_at, fmt, charset, record.body)])
-        count = 1
-        message_id = None
-    return aio_pika.Message(
-        body,
-        content_type=envelope.CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message_id or uuid.uuid4().hex,
-        headers={"x-postbacks": count, "x-replayed": True},
-    )
 
 
 # Quarantined messages moved per AMQP transaction. Keep it under 32: a quorum queue's
@@ -139,54 +107,102 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which quarantined messages a replay takes: reason containing ``match``, at most
+    ``limit`` of them (``None``: no bound)."""
+
+    match: str | None = None
+    limit: int | None = None
+
+    def wants(self, message: AbstractIncomingMessage) -> bool:
+        return self.match is None or self.match in quarantine.reason(message)
+
+    def full(self, taken: int) -> bool:
+        return self.limit is not None and taken >= self.limit
+
+
 async def replay(
     settings: Settings,
     dry_run: bool = False,
     progress: TextIO | None = sys.stderr,
     on_message: Callable[[AbstractIncomingMessage], None] | None = None,
     listing: TextIO | None = None,
+    match: str | None = None,
+    limit: int | None = None,
+    report: TextIO | None = sys.stderr,
 ) -> int:
-    """Move each message present in ``NS.quarantine`` now back to ``NS.intake``, once.
+    """Move each message present in ``NS.quarantine`` now back to ``NS.intake``, once:
+    those whose reason contains ``match`` (all when ``None``), at most ``limit``.
 
     Moves go in AMQP transactions (publishes to intake + acks from quarantine, committed
     together every ``REPLAY_BATCH`` messages), so a crash never leaves a message in both
-    places. With ``dry_run`` nothing moves: each message is looked at, written to
-    ``listing`` with its reason when given, and put back. Returns how many moved (or would).
+    places. A message that cannot go back (not a postback batch at all) is written to
+    ``report`` with its reason and left in place, as is every message not selected; neither
+    stops the others. With ``dry_run`` nothing moves: each selected message is written to
+    ``listing`` with its reason when given. Returns how many moved (or would).
     """
     names = settings.names
+    selection = Selection(match, limit)
     async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
         channel = await connection.channel(publisher_confirms=False)
         await topology.declare(channel, names)
-        quarantine = await channel.declare_queue(names.quarantine, passive=True)
-        total = quarantine.declaration_result.message_count or 0
+        held = await channel.declare_queue(names.quarantine, passive=True)
+        total = held.declaration_result.message_count or 0
         if dry_run:
-            return await _peek(connection, names.quarantine, total, on_message, listing)
+            return await _peek(connection, names.quarantine, total, on_message, listing, selection)
+        if selection.full(0):
+            return 0
         bar = Progress(progress, total) if progress is not None and total else None
         transaction = channel.transaction()
         await transaction.select()
-        moved = pending = 0
-        while moved + pending < total:
-            message = await quarantine.get(no_ack=False, fail=False)
+        moved = pending = seen = left = 0
+        while seen < total and not selection.full(moved + pending):
+            message = await held.get(no_ack=False, fail=False)
             if message is None:
                 break
+            seen += 1
+            if not selection.wants(message):
+                left += 1  # stays unacked: given back when the channel closes
+                continue
+            try:
+                again, _count = quarantine.replayable(message)
+            except NotReplayable as exc:
+                left += 1
+                if report is not None:
+                    report.write(f"left in quarantine: {describe(message, seen)} ({exc})\n")
+                continue
             if on_message is not None:
                 on_message(message)
-            await channel.default_exchange.publish(
-                _replayable(message), routing_key=names.intake, mandatory=False
-            )
+            await channel.default_exchange.publish(again, routing_key=names.intake, mandatory=False)
             await message.ack()
             pending += 1
             if pending >= REPLAY_BATCH:
                 await transaction.commit()
                 moved, pending = moved + pending, 0
                 if bar is not None:
-                    bar.update(moved)
+                    bar.update(seen)
         if pending:
             await transaction.commit()
             moved += pending
         if bar is not None:
-            bar.finish(moved)
+            bar.finish(total)
+        if left:
+            await channel.close()  # gives back, at once, every message left in place
+            await _wait_back(connection, names.quarantine, left)
         return moved
+
+
+async def _wait_back(connection: AbstractConnection, queue_name: str, count: int) -> None:
+    """Wait, a bounded time, until the queue shows ``count`` messages again, so that a
+    ``stats`` or a ``replay`` right after counts the messages given back."""
+    counting = await connection.channel()
+    deadline = time.monotonic() + RETURN_WAIT
+    while time.monotonic() < deadline:
+        back = await counting.declare_queue(queue_name, passive=True)
+        if (back.declaration_result.message_count or 0) >= count:
+            break
+        await asyncio.sleep(0.05)
 
 
 async def _peek(
@@ -195,85 +211,46 @@ async def _peek(
     total: int,
     on_message: Callable[[AbstractIncomingMessage], None] | None,
     listing: TextIO | None = None,
+    selection: Selection | None = None,
 ) -> int:
-    """Look at the first ``total`` quarantined messages without moving any (dry run).
+    """Look at the first ``total`` quarantined messages without moving any (dry run); list
+    the selected ones and return how many of them a replay would move.
 
     Each is held unacknowledged on a channel of its own while the others are read; closing
     that channel gives them all back at once (not one return per message: a quorum queue
-    client holds back returns past 32 in flight, and would drop those on close anyway).
-    Then it waits, a bounded time, until the queue shows them again, so a ``stats`` or a
-    ``replay`` right after counts them."""
+    client holds back returns past 32 in flight, and would drop those on close anyway)."""
+    selection = selection or Selection()
     looking = await connection.channel()
     queue = await looking.declare_queue(queue_name, passive=True)
-    seen = 0
+    seen = listed = movable = 0
     if listing is not None and total:
         listing.write(LISTING_HEADER + "\n")
     try:
-        while seen < total:
+        while seen < total and not selection.full(movable):
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
                 break
             seen += 1
+            if not selection.wants(message):
+                continue
+            listed += 1
             if on_message is not None:
                 on_message(message)
+            try:
+                quarantine.replayable(message)
+            except NotReplayable as exc:
+                note = f"  (would be left in place: {exc})"
+            else:
+                movable += 1
+                note = ""
             if listing is not None:
-                listing.write(describe(message, seen) + "\n")
+                listing.write(describe(message, listed) + note + "\n")
     finally:
         await looking.close()
-    counting = await connection.channel()
-    deadline = time.monotonic() + RETURN_WAIT
-    while time.monotonic() < deadline:
-        back = await counting.declare_queue(queue_name, passive=True)
-        if (back.declaration_result.message_count or 0) >= seen:
-            break
-        await asyncio.sleep(0.05)
+    await _wait_back(connection, queue_name, seen)
     if listing is not None:
         listing.flush()
-    return seen
-
-
-LISTING_HEADER = f"{'#':>5}  {'postbacks':>9}  {'received_at':<27}  {'id':<32}  reason"
-
-
-def quarantine_reason(message: AbstractIncomingMessage) -> str:
-    """Why a message is in quarantine: the worker's header ``x-error``, else the broker's
-    dead-letter reason (``x-first-death-reason``, e.g. ``delivery_limit``) and queue."""
-    headers = message.headers or {}
-    error = headers.get("x-error")
-    if error:
-        return _text(error)
-    reason = headers.get("x-first-death-reason")
-    if reason:
-        where = headers.get("x-first-death-queue")
-        source = f" from {_text(where)}" if where else ""
-        return f"dead-lettered by the broker{source}: {_text(reason)}"
-    return "unknown (no x-error or x-first-death-reason header)"
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def describe(message: AbstractIncomingMessage, position: int) -> str:
-    """One line of ``postbacks replay --dry-run``: position, postbacks carried, when the
-    (first) postback was received, its id, and the reason."""
-    headers = message.headers or {}
-    received = headers.get("x-received-at")
-    postback_id = headers.get("x-postback-id") or message.message_id
-    count: object = headers.get("x-postbacks", 1)
-    if message.content_type == envelope.CONTENT_TYPE:
-        try:
-            records = envelope.unpack(message.body)
-        except envelope.BadEnvelope:
-            records = []
-        if records:
-            count = len(records)
-            received = received or records[0].received_at
-            postback_id = postback_id or records[0].postback_id
-    return (
-        f"{position:>5}  {_text(count):>9}  {_text(received or '-'):<27}  "
-        f"{_text(postback_id or '-'):<32}  {quarantine_reason(message)}"
-    )
+    return movable
 
 
 def human(event: dict[str, Any]) -> str:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import (
@@ -26,26 +25,19 @@ from aio_pika.abc import (
 )
 from redis.exceptions import RedisError
 
-from ingest import envelope, mediatype, topology
-from ingest.envelope import Record
-from ingest.event import received_at_now
+from ingest import topology
 from ingest.settings import Settings
+from worker import quarantine
 from worker.dedup import DedupStore
+from worker.intake import Batch, postback_count, prepare
 from worker.metrics import WorkerMetrics
-from worker.transform import (
-    Outgoing,
-    Rejected,
-    quarantine_content_type,
-    quarantine_headers,
-    transform,
-)
+from worker.transform import Outgoing, describe
 
 log = logging.getLogger("postbacks.worker")
 
 PREFETCH = 256  # intake messages in flight per worker (each holds one or more postbacks)
 MAX_BATCH_MESSAGES = PREFETCH // 2  # so the next batch is delivered while one commits
 MAX_BATCH_POSTBACKS = 2048  # postbacks per transaction
-POISON_DELIVERIES = 3  # a message that makes the worker fail this often is quarantined
 STOP_GRACE = 8.0  # seconds to finish what was already delivered when asked to stop
 KNOWN_ORIGINS = frozenset({"MMS_MT", "MMS_MO"})  # other origins are counted as "other"
 
@@ -54,48 +46,15 @@ class _GiveUp(Exception):
     """Stop was requested while a dependency was down: leave the batch unacked."""
 
 
-@dataclass(slots=True)
-class _Batch:
-    events: list[tuple[AbstractIncomingMessage, Outgoing, str]] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    poison: list[tuple[AbstractIncomingMessage, str]] = field(default_factory=list)
-    retry: list[AbstractIncomingMessage] = field(default_factory=list)
-    postbacks: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class _Done:
     started: float
     published: list[Outgoing]
-    batch: _Batch
+    batch: Batch
     claims: list[tuple[str, str]]  # (event id, mark) of each published event
 
 
-def records_of(message: AbstractIncomingMessage) -> list[Record]:
-    """The postbacks in an intake message. A message that is not an envelope (published by
-    hand, say) is taken as one raw postback, its format sniffed as the receiver would."""
-    if message.content_type == envelope.CONTENT_TYPE:
-        return envelope.unpack(message.body)
-    fmt, charset = mediatype.detect(message.content_type, message.body)
-    postback_id = message.message_id or hashlib.sha256(message.body).hexdigest()[:32]
-    headers = message.headers or {}
-    received_at = str(headers.get("x-received-at") or received_at_now())
-    return [Record(postback_id, received_at, fmt or "xml", charset, message.body)]
-
-
-def delivery_key(message: AbstractIncomingMessage) -> str:
-    """Stable across redeliveries of the same intake message, distinct between messages."""
-    return message.message_id or hashlib.sha256(message.body).hexdigest()[:32]
-
-
-def delivery_count(message: AbstractIncomingMessage) -> int:
-    """Earlier deliveries of this message (quorum queues count them)."""
-    value = (message.headers or {}).get("x-delivery-count", 0)
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+_describe = describe
 
 
 class Worker:
@@ -273,7 +232,7 @@ class Worker:
     ) -> list[AbstractIncomingMessage]:
         """The first message and whatever else is already waiting, up to a batch."""
         group = [first]
-        postbacks = int((first.headers or {}).get("x-postbacks", 1) or 1)  # type: ignore[arg-type]
+        postbacks = postback_count(first)
         while (
             postbacks < MAX_BATCH_POSTBACKS
             and len(group) < MAX_BATCH_MESSAGES
@@ -284,15 +243,15 @@ class Worker:
                 inbox.put_nowait(None)  # keep the wake-up for the loop
                 break
             group.append(item)
-            postbacks += int((item.headers or {}).get("x-postbacks", 1) or 1)  # type: ignore[arg-type]
+            postbacks += postback_count(item)
         return group
 
     # --- one batch ---------------------------------------------------------------------------
 
-    async def _prepare(self, group: list[AbstractIncomingMessage]) -> tuple[_Batch, list[bool]]:
+    async def _prepare(self, group: list[AbstractIncomingMessage]) -> tuple[Batch, list[bool]]:
         """Parse and normalize a group, and claim its event ids in the dedup store."""
-        batch = self._transform(group)
-        claims = [(out.event_id, mark) for _, out, mark in batch.events]
+        batch = prepare(group)
+        claims = batch.claims
         fresh = await self._claim(claims) if claims else []
         return batch, fresh
 
@@ -301,16 +260,17 @@ class Worker:
         channel: AbstractChannel,
         events: AbstractExchange,
         group: list[AbstractIncomingMessage],
-        batch: _Batch,
+        batch: Batch,
         fresh: list[bool],
     ) -> _Done:
         """Publish and ack a group inside the open transaction; the caller commits."""
         started = time.perf_counter()
         published: list[Outgoing] = []
         claimed: list[tuple[str, str]] = []
-        for (_, out, mark), is_fresh in zip(batch.events, fresh, strict=True):
+        for item, is_fresh in zip(batch.events, fresh, strict=True):
             if not is_fresh:
                 continue
+            out = item.out
             await events.publish(
                 aio_pika.Message(
                     out.body,
@@ -324,32 +284,22 @@ class Worker:
                 mandatory=False,
             )
             published.append(out)
-            claimed.append((out.event_id, mark))
-        quarantine = channel.default_exchange
+            claimed.append((out.event_id, item.mark))
+        default = channel.default_exchange
         for rejected in batch.rejected:
-            await quarantine.publish(
-                aio_pika.Message(
-                    rejected.record.body,
-                    content_type=quarantine_content_type(rejected.record),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    headers=dict(quarantine_headers(rejected.record, rejected.reason)),
-                ),
+            await default.publish(
+                quarantine.postback(rejected.record, rejected.reason),
                 routing_key=self.names.quarantine,
                 mandatory=False,
             )
-        for message, reason in batch.poison:
-            headers = {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"}
-            await quarantine.publish(
-                aio_pika.Message(
-                    message.body,
-                    content_type=message.content_type,
-                    message_id=message.message_id,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    headers={**headers, "x-error": reason},
-                ),
+        for poison in batch.poison:
+            await default.publish(
+                quarantine.intake_message(poison.message, poison.reason),
                 routing_key=self.names.quarantine,
                 mandatory=False,
             )
+        for adopted in batch.adopted:
+            await default.publish(adopted.again, routing_key=self.names.intake, mandatory=False)
         for message in batch.retry:
             await message.nack(requeue=True)
         if batch.retry:
@@ -376,35 +326,6 @@ class Worker:
         if batch.poison:
             self.metrics.quarantined.labels(kind="poison").inc(len(batch.poison))
         self.published += len(published)
-
-    def _transform(self, group: list[AbstractIncomingMessage]) -> _Batch:
-        batch = _Batch()
-        for message in group:
-            try:
-                records = records_of(message)
-                results = [transform(record) for record in records]
-            except Exception as exc:  # a bug or a corrupt message: bounded retries
-                deliveries = delivery_count(message) + 1
-                reason = f"worker failed {deliveries} times: {_describe(exc)}"
-                if deliveries >= POISON_DELIVERIES:
-                    log.error("poison message quarantined", extra={"reason": reason})
-                    batch.poison.append((message, reason))
-                else:
-                    log.warning("message failed, will retry", extra={"reason": reason})
-                    batch.retry.append(message)
-                continue
-            key = delivery_key(message)
-            for record, result in zip(records, results, strict=True):
-                batch.postbacks += 1
-                if isinstance(result, Rejected):
-                    log.info(
-                        "postback quarantined",
-                        extra={"reason": result.reason, "postback_id": record.postback_id},
-                    )
-                    batch.rejected.append(result)
-                else:
-                    batch.events.append((message, result, f"{key}/{record.postback_id}"))
-        return batch
 
     async def _claim(self, claims: list[tuple[str, str]]) -> list[bool]:
         """Ask the dedup store, waiting for it as long as it is down (nothing is acked

@@ -28,7 +28,8 @@ from tests.support import (
     queue_count,
     wait_http,
 )
-from worker.tools import LISTING_HEADER, Progress
+from worker.quarantine import LISTING_HEADER
+from worker.tools import Progress
 
 BROKEN = b"<postback><origin>MMS_MT</origin><code>N101</code>"
 NOT_A_POSTBACK = b'{"hello": "world"}'
