@@ -382,7 +382,9 @@ async def test_poison_message_is_quarantined_and_workers_go_on(
     held = await take_all(cluster.names.quarantine, cluster.rabbit.url)
     arguments = cluster.rabbit.ctl("list_queues", "name", "arguments").stdout
     logs = "\n".join(worker.proc.output() for worker in workers)
-    deliveries = logs.count("message failed, will retry") + logs.count("poison message quarantined")
+    deliveries = logs.count("cannot be unpacked, will retry") + logs.count(
+        "intake message quarantined"
+    )
     result = tally(load.shots, downstream)
     reason = str((held[0].headers or {}).get("x-error")) if held else ""
 
