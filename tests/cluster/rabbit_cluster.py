@@ -16,7 +16,8 @@ id; the whole of 127/8 is loopback), while the CLI tools connect from ``127.0.0.
 other nodes with ``iptables`` rules (in a chain of this process's own, removed again by
 :meth:`~RabbitCluster.heal` and :meth:`~RabbitCluster.stop`), while its AMQP port and
 ``rabbitmqctl`` still reach it: the node is cut off, not killed, and ``pause_minority``
-pauses it (its AMQP listener closes) until the cut is healed.
+pauses it (its AMQP listener closes) until the cut is healed. Without ``iptables`` the cut
+is made inside Erlang instead (a wrong cookie for each peer), with the same outcome.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+PartitionMode = Literal["reject", "drop", "cookie"]
 PLUGINS_DIR_GLOB = "/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins"
 
 
@@ -248,7 +250,7 @@ class RabbitCluster:
         self.nodes = [RabbitNode(self, i, used) for i in range(size)]
         self._epmd: subprocess.Popen[bytes] | None = None
         self._chain_made = False
-        self._cut: set[int] = set()
+        self._cut: dict[int, PartitionMode] = {}
         self._heal_timers: dict[int, threading.Timer] = {}
         self._lock = threading.Lock()
         self.started_in: float | None = None
@@ -497,26 +499,41 @@ class RabbitCluster:
     # --- partitions --------------------------------------------------------------------------
 
     def partition(
-        self, i: int, seconds: float | None = None, mode: Literal["reject", "drop"] = "reject"
-    ) -> None:
-        """Cut node ``i``'s Erlang distribution traffic to and from the other nodes (AMQP
-        and the CLI still reach it). ``reject`` answers every packet of the cut with a TCP
-        reset, so both sides notice within a tick (``net_ticktime``/4); ``drop`` loses them
-        silently, as a broken network does: noticed after ``net_ticktime`` (default 10 s).
+        self, i: int, seconds: float | None = None, mode: PartitionMode | None = None
+    ) -> PartitionMode:
+        """Cut node ``i``'s Erlang distribution traffic to and from the other nodes, not
+        killing it (its AMQP port and the CLI still reach it); returns the mode used.
+
+        - ``reject`` (the default when ``iptables`` is there): every packet of the cut is
+          answered with a TCP reset, so both sides notice at their next tick
+          (``net_ticktime``/4) and reconnecting is refused at once;
+        - ``drop``: the packets are lost silently, as on a broken network: noticed after
+          ``net_ticktime`` (10 s by default);
+        - ``cookie`` (the default without ``iptables``): node ``i`` gets a wrong cookie for
+          each other node and drops its connections to them, so no distribution connection
+          between them authenticates until :meth:`heal` gives the right one back.
+
         With ``seconds``, :meth:`heal` runs by itself that much later (in a thread); the
         call itself returns at once."""
-        self._make_chain()
+        if mode is None:
+            mode = "reject" if shutil.which("iptables") else "cookie"
+        if mode != "cookie":
+            self._make_chain()
         with self._lock:
             if i in self._cut:
                 raise ClusterError(f"{self.node(i)} is already cut off")
-            for rule in self._rules(i):
-                _iptables("-A", self.chain, *rule, *_TARGETS[mode])
-            self._cut.add(i)
+            if mode == "cookie":
+                self._set_peer_cookies(i, "pbc_partitioned")
+            else:
+                for rule in self._rules(i):
+                    _iptables("-A", self.chain, *rule, *_TARGETS[mode])
+            self._cut[i] = mode
             if seconds is not None:
                 timer = threading.Timer(seconds, self.heal, args=(i,))
                 timer.daemon = True
                 self._heal_timers[i] = timer
                 timer.start()
+        return mode
 
     def heal(self, i: int) -> None:
         """Remove node ``i``'s cut (a no-op when it is not cut off)."""
@@ -524,13 +541,25 @@ class RabbitCluster:
             timer = self._heal_timers.pop(i, None)
             if timer is not None and timer is not threading.current_thread():
                 timer.cancel()
-            if i not in self._cut:
-                return
-            for target in _TARGETS.values():
+            mode = self._cut.pop(i, None)
+            if mode == "cookie":
+                self._set_peer_cookies(i, self.home.joinpath(".erlang.cookie").read_text())
+            elif mode is not None:
                 for rule in self._rules(i):
-                    while _iptables("-D", self.chain, *rule, *target, check=False) == 0:
+                    while _iptables("-D", self.chain, *rule, *_TARGETS[mode], check=False) == 0:
                         pass
-            self._cut.discard(i)
+
+    def _set_peer_cookies(self, i: int, cookie: str) -> None:
+        peers = ",".join(f"'{n.name}'" for n in self.nodes if n.index != i)
+        done = self.ctl(
+            i,
+            "eval",
+            f"[begin erlang:set_cookie(N, '{cookie}'), erlang:disconnect_node(N) end"
+            f" || N <- [{peers}]], ok.",
+            timeout=30,
+        )
+        if done.returncode != 0 or done.stdout.strip() != "ok":
+            raise ClusterError(f"set_cookie on {self.node(i)}: {done.stdout} {done.stderr}")
 
     def is_cut(self, i: int) -> bool:
         return i in self._cut

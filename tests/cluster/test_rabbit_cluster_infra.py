@@ -120,8 +120,9 @@ async def test_quorum_queue_survives_a_killed_node_and_a_partition(
 async def test_partition_heals_by_itself_after_the_given_time(
     rabbit_cluster: RabbitCluster,
 ) -> None:
+    """The cut made inside Erlang (wrong cookies), the fallback where there is no iptables."""
     began = time.monotonic()
-    await asyncio.to_thread(rabbit_cluster.partition, 1, 3.0)
+    await asyncio.to_thread(rabbit_cluster.partition, 1, 3.0, "cookie")
     await asyncio.to_thread(rabbit_cluster.wait_paused, 1, 30)
     assert rabbit_cluster.is_cut(1)
     await asyncio.to_thread(rabbit_cluster.wait_running, 1, 60)
