@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, ResponseError
 from redis.retry import Retry
 
 Client: TypeAlias = "aioredis.Redis | RedisCluster"
@@ -65,8 +65,17 @@ async def guarded() -> AsyncIterator[None]:
 
 
 async def detect_cluster(probe: aioredis.Redis) -> bool:
-    """Whether the node ``probe`` talks to runs in cluster mode."""
-    info = await probe.info("cluster")
+    """Whether the node ``probe`` talks to runs in cluster mode: ``INFO cluster``, or for a
+    user not allowed ``INFO``, whether ``CLUSTER INFO`` answers (a standalone server
+    refuses it: cluster support disabled)."""
+    try:
+        info = await probe.info("cluster")
+    except ResponseError:
+        try:
+            await probe.cluster("info")
+        except ResponseError:
+            return False
+        return True
     return bool(int(info.get("cluster_enabled", 0)))
 
 
