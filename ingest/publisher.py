@@ -23,7 +23,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from pamqp.commands import Basic
 
-from ingest import envelope, topology
+from ingest import broker, envelope, topology
 from ingest.envelope import Record
 from ingest.settings import Settings
 from ingest.spool import Spool
@@ -72,7 +72,7 @@ class IntakePublisher:
         self._wakeup = asyncio.Event()
         self._busy = 0  # lanes waiting for a confirm
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._stopped = asyncio.Event()
         self._prefix = uuid.uuid4().hex[:12]
         self._seq = 0
 
@@ -94,7 +94,7 @@ class IntakePublisher:
 
     async def stop(self) -> None:
         """Publish what is pending, wait for in-flight confirms, then close."""
-        self._stopping = True
+        self._stopped.set()
         self._wakeup.set()
         # The server answered every request before this runs; what remains is at most a
         # batch whose confirm is late.
@@ -107,7 +107,8 @@ class IntakePublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(Exception):
+                await self._connection.close()
         if self.spool is not None:
             self.spool.close()
 
@@ -218,38 +219,31 @@ class IntakePublisher:
     # --- the connection --------------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        delay = topology.RECONNECT_MIN
-        while not self._stopping:
-            lost = asyncio.Event()
-            try:
-                connection = await aio_pika.connect(self.settings.amqp_url, timeout=5)
-                self._connection = connection
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                await topology.declare(channel, self.settings.names)
-                on_close = self._on_close(lost)
-                connection.close_callbacks.add(on_close)
-                channel.close_callbacks.add(on_close)
-                self._channel = channel
-                self._up = True
-                self.problem = None
-                delay = topology.RECONNECT_MIN
-                log.info("broker connected")
-                await lost.wait()
-                self.problem = "broker connection lost"
-                log.warning("broker connection lost")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep retrying whatever went wrong
-                self.problem = f"broker unreachable: {_describe(exc)}"
-                log.warning("broker unreachable", extra={"error": _describe(exc)})
-            finally:
-                self._up = False
-                self._channel = None
-                if self._connection is not None and not self._stopping:
-                    with contextlib.suppress(Exception):
-                        await self._connection.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, topology.RECONNECT_MAX)
+        def on_problem(problem: str | None) -> None:
+            if problem is not None:
+                self.problem = problem
+
+        link = broker.Link(self.settings.amqp_urls, on_problem)
+        await link.run(self._serve, self._stopped)
+
+    async def _serve(self, connection: AbstractConnection) -> None:
+        """Publish through ``connection`` until it is lost (or the receiver stops)."""
+        lost = asyncio.Event()
+        self._connection = connection
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            await topology.declare(channel, self.settings.names)
+            on_close = self._on_close(lost)
+            connection.close_callbacks.add(on_close)
+            channel.close_callbacks.add(on_close)
+            self._channel = channel
+            self._up = True
+            self.problem = None
+            await lost.wait()
+            raise ConnectionError("broker connection lost")
+        finally:
+            self._up = False
+            self._channel = None
 
     def _on_close(self, lost: asyncio.Event) -> Callable[..., None]:
         def on_close(*_args: object) -> None:

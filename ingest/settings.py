@@ -74,6 +74,11 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", Names(self.namespace))
 
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """The broker's nodes: ``AMQP_URL`` split at its commas."""
+        return split_urls(self.amqp_url)
+
     @classmethod
     def load(
         cls, environ: Mapping[str, str] | None = None, flags: Mapping[str, str | None] | None = None
@@ -99,7 +104,7 @@ class Settings:
 
         spool = raw("INGEST_SPOOL_DIR")
         return cls(
-            amqp_url=_url("AMQP_URL", required("AMQP_URL"), ("amqp", "amqps")),
+            amqp_url=_amqp_urls(required("AMQP_URL")),
             redis_url=_optional(raw("REDIS_URL"), _redis_url),
             namespace=_namespace(required("POSTBACKS_NAMESPACE")),
             host=_host(required("INGEST_HOST")),
@@ -117,7 +122,7 @@ class Settings:
     def effective(self) -> dict[str, str | None]:
         """The configuration as variables, secrets masked: for the start-up log line."""
         values: dict[str, str | None] = {
-            "AMQP_URL": mask_url(self.amqp_url),
+            "AMQP_URL": ",".join(mask_url(url) for url in self.amqp_urls),
             "REDIS_URL": mask_url(self.redis_url) if self.redis_url else None,
             "POSTBACKS_NAMESPACE": self.namespace,
             "INGEST_HOST": self.host,
@@ -150,6 +155,20 @@ def mask_url(url: str) -> str:
 
 def _optional(value: str | None, convert: Callable[[str], T]) -> T | None:
     return None if value is None else convert(value)
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _amqp_urls(value: str) -> str:
+    """One broker URL or a cluster's nodes, comma-separated; each one checked."""
+    urls = split_urls(value)
+    if not urls:
+        raise BadSetting("AMQP_URL", "no URL given")
+    for url in urls:
+        _url("AMQP_URL", url, ("amqp", "amqps"))
+    return ",".join(urls)
 
 
 def _url(variable: str, value: str, schemes: tuple[str, ...]) -> str:

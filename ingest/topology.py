@@ -9,9 +9,6 @@ from pamqp.common import Arguments
 from ingest.names import DELIVERY_LIMIT, Names
 
 QUORUM: Arguments = {"x-queue-type": "quorum"}
-# Seconds between attempts to reach the broker again, doubling from MIN up to MAX: every
-# broker link (receiver, worker) comes back within a second of the broker.
-RECONNECT_MIN, RECONNECT_MAX = 0.2, 1.0
 
 
 async def declare_queue(channel: AbstractChannel, name: str) -> AbstractQueue:

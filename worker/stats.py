@@ -22,6 +22,7 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractConnection
 
+from ingest import broker
 from ingest.settings import Settings, mask_url
 
 MANAGEMENT_PORT = 15672
@@ -155,16 +156,17 @@ async def collect(
 ) -> Report:
     """Everything ``postbacks stats`` shows, as data."""
     names = settings.names
-    url = management_url(settings.amqp_url, management)
+    first_node = settings.amqp_urls[0]  # the management API of a cluster's first node
+    url = management_url(first_node, management)
     asked = asyncio.create_task(
-        _ask_management(url, vhost_of(settings.amqp_url), names.namespace, names.events)
+        _ask_management(url, vhost_of(first_node), names.namespace, names.events)
     )
     rows = [
         QueueRow(names.intake, "intake"),
         QueueRow(names.quarantine, "quarantine"),
         QueueRow(names.unrouted, "unrouted"),
     ]
-    async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
+    async with broker.session(settings.amqp_urls) as connection:
         first = {row.name: await _depth(connection, row.name) for row in rows}
         started = time.monotonic()
         found = await asked
@@ -195,7 +197,8 @@ async def collect(
             row.out_rate = _rate(stats, "deliver_get")
         elif found.reachable:
             row.unacked, row.in_rate, row.out_rate = 0, 0.0, 0.0
-    return Report(names.namespace, mask_url(settings.amqp_url), rows, found, interval)
+    shown = ",".join(mask_url(node) for node in settings.amqp_urls)
+    return Report(names.namespace, shown, rows, found, interval)
 
 
 def _number(value: float | None, rate: bool = False) -> str:

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import aio_pika
 import orjson
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from ingest import topology
+from ingest import broker, topology
 from ingest.names import SUBSCRIBER_NAME
 from ingest.settings import Settings
 from worker import quarantine
@@ -24,7 +23,7 @@ log = logging.getLogger("postbacks.tools")
 
 
 async def declare_topology(settings: Settings) -> None:
-    async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
+    async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel()
         await topology.declare(channel, settings.names)
 
@@ -32,7 +31,7 @@ async def declare_topology(settings: Settings) -> None:
 async def subscribe(settings: Settings, name: str, patterns: list[str]) -> str:
     if not SUBSCRIBER_NAME.match(name):
         raise ValueError(f"subscriber name must be letters, digits, '_', '-', '.': {name!r}")
-    async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
+    async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel()
         await topology.declare(channel, settings.names)
         queue = await topology.subscribe(channel, settings.names, name, patterns)
@@ -144,7 +143,7 @@ async def replay(
     """
     names = settings.names
     selection = Selection(match, limit)
-    async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
+    async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel(publisher_confirms=False)
         await topology.declare(channel, names)
         held = await channel.declare_queue(names.quarantine, passive=True)
@@ -307,7 +306,7 @@ async def tail(
 ) -> int:
     """Print events as they are fanned out, through a temporary queue; returns how many."""
     printed = 0
-    async with await aio_pika.connect(settings.amqp_url, timeout=10) as connection:
+    async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel()
         events = await topology.declare_events(channel, settings.names)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)

@@ -25,7 +25,7 @@ from aio_pika.abc import (
 )
 from redis.exceptions import RedisError
 
-from ingest import topology
+from ingest import broker, topology
 from ingest.settings import Settings
 from worker import quarantine
 from worker.dedup import DedupStore
@@ -85,27 +85,14 @@ class Worker:
     # --- connection loop -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; reconnects by itself whatever happens to the broker."""
-        delay = topology.RECONNECT_MIN
-        while not self.stopping.is_set():
-            connection: AbstractConnection | None = None
-            try:
-                connection = await aio_pika.connect(self.settings.amqp_url, timeout=5)
-                delay = topology.RECONNECT_MIN
-                await self._session(connection)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the broker went away: reconnect
-                self._problem("broker", f"broker unreachable: {_describe(exc)}")
-            finally:
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await connection.close()
-            if self.stopping.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
-            delay = min(delay * 2, topology.RECONNECT_MAX)
+        """Consume until :meth:`stop`; reconnects by itself whatever happens to the broker,
+        going on to the next node of ``AMQP_URL`` when it loses one."""
+
+        def on_problem(problem: str | None) -> None:
+            if problem is not None:
+                self._problem("broker", problem)
+
+        await broker.Link(self.settings.amqp_urls, on_problem).run(self._session, self.stopping)
         self._problem("broker", "stopped")
 
     def stop(self) -> None:

@@ -1,0 +1,94 @@
+"""``AMQP_URL`` with several nodes: a receiver and a worker connect to one that answers, and
+on losing it go on to the next within a second; one-shot commands say in one line which
+node refused and why. The nodes here are TCP relays to the one local broker, so that one
+can be taken away without touching the broker itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.support import Subscriber, http_session, post, postback_xml
+
+from ._helpers import TcpProxy, closed_port_url, pipeline, receiver, settings_for, worker
+
+
+async def _started(*proxies: TcpProxy) -> None:
+    for proxy in proxies:
+        await proxy.start()
+
+
+def _in_use(proxies: list[TcpProxy]) -> TcpProxy:
+    used = [proxy for proxy in proxies if proxy._writers]
+    assert len(used) >= 1, "no node in use"
+    return used[0]
+
+
+async def test_a_dead_node_in_the_list_is_passed_over(namespace: str) -> None:
+    dead = closed_port_url()
+    live = settings_for(namespace).amqp_url
+    for order in (f"{dead},{live}", f"{live},{dead}"):
+        async with (
+            Subscriber(namespace, "all", ["#"]) as subscriber,
+            pipeline(namespace, amqp_url=order) as running,
+            http_session() as session,
+        ):
+            status = (await post(session, running.postbacks, postback_xml("N102", order)))[0]
+            received = await subscriber.take(1, timeout=15)
+        assert status == 200
+        assert [r.event["tracking_id"] for r in received] == [order]
+
+
+async def test_losing_its_node_a_receiver_is_ready_again_on_the_next_within_a_second(
+    namespace: str,
+) -> None:
+    proxies = [TcpProxy(), TcpProxy()]
+    await _started(*proxies)
+    urls = ",".join(proxy.url for proxy in proxies)
+    settings = settings_for(namespace, amqp_url=urls, confirm_timeout=2.0)
+    try:
+        async with receiver(settings) as url, http_session() as session:
+            used = _in_use(proxies)
+            await used.close()  # the node is gone: its connections drop, it accepts none
+            lost = time.monotonic()
+            status = 0
+            while time.monotonic() - lost < 5:
+                status = (await post(session, f"{url}/postbacks", postback_xml("N101", "x")))[0]
+                if status == 200:
+                    break
+                await asyncio.sleep(0.05)
+            back_after = time.monotonic() - lost
+    finally:
+        for proxy in proxies:
+            await proxy.close()
+    assert status == 200
+    assert back_after < 1.5, back_after
+
+
+async def test_losing_its_node_a_worker_goes_on_with_the_next(namespace: str) -> None:
+    proxies = [TcpProxy(), TcpProxy()]
+    await _started(*proxies)
+    urls = ",".join(proxy.url for proxy in proxies)
+    settings = settings_for(namespace, amqp_url=urls)
+    try:
+        async with (
+            Subscriber(namespace, "all", ["#"]) as subscriber,
+            worker(settings) as running,
+            receiver(settings_for(namespace)) as url,
+            http_session() as session,
+        ):
+            used = _in_use(proxies)
+            await used.close()
+            lost = time.monotonic()
+            while not running.ready or time.monotonic() - lost < 0.05:
+                assert time.monotonic() - lost < 2, running.problems
+                await asyncio.sleep(0.02)
+            ready_after = time.monotonic() - lost
+            status = (await post(session, f"{url}/postbacks", postback_xml("N102", "next")))[0]
+            received = await subscriber.take(1, timeout=15)
+    finally:
+        for proxy in proxies:
+            await proxy.close()
+    assert status == 200
+    assert [r.event["tracking_id"] for r in received] == ["next"]
+    assert ready_after < 1.5, ready_after
