@@ -504,19 +504,20 @@ class RabbitCluster:
         """Cut node ``i``'s Erlang distribution traffic to and from the other nodes, not
         killing it (its AMQP port and the CLI still reach it); returns the mode used.
 
-        - ``reject`` (the default when ``iptables`` is there): every packet of the cut is
-          answered with a TCP reset, so both sides notice at their next tick
-          (``net_ticktime``/4) and reconnecting is refused at once;
+        - ``reject`` (the default when ``iptables`` is there and this is root): every
+          packet of the cut is answered with a TCP reset, so both sides notice at their
+          next tick (``net_ticktime``/4) and reconnecting is refused at once;
         - ``drop``: the packets are lost silently, as on a broken network: noticed after
           ``net_ticktime`` (10 s by default);
-        - ``cookie`` (the default without ``iptables``): node ``i`` gets a wrong cookie for
+        - ``cookie`` (the default otherwise): node ``i`` gets a wrong cookie for
           each other node and drops its connections to them, so no distribution connection
           between them authenticates until :meth:`heal` gives the right one back.
 
         With ``seconds``, :meth:`heal` runs by itself that much later (in a thread); the
         call itself returns at once."""
         if mode is None:
-            mode = "reject" if shutil.which("iptables") else "cookie"
+            usable = shutil.which("iptables") is not None and os.geteuid() == 0
+            mode = "reject" if usable else "cookie"
         if mode != "cookie":
             self._make_chain()
         with self._lock:
