@@ -71,3 +71,9 @@ if ! rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
   say "enabling the RabbitMQ management plugin"
   as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 || say "management plugin not enabled (stats shows no rates)"
 fi
+
+# The cluster suite cuts one RabbitMQ node off from the others with iptables rules on its
+# distribution ports (without it, it falls back to a cut inside Erlang).
+if ! command -v iptables >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  apt_install iptables || say "iptables not installed (the cluster suite cuts nodes inside Erlang)"
+fi
