@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -191,6 +192,28 @@ async def test_standalone_concurrent_claims_from_many_workers_give_one_winner(
     namespace: str,
 ) -> None:
     await check_concurrent_claims(REDIS_URL, namespace)
+
+
+async def test_standalone_batches_take_one_round_trip_each(
+    link: RedisLink, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.asyncio.client import Pipeline
+
+    store = RedisDedup(link, 60, namespace)
+    claims = [(f"e{i}", f"m/{i}") for i in range(100)]
+    await store.ping()
+    sent: list[int] = []
+    original = Pipeline._execute_pipeline
+
+    async def counting(pipe: Pipeline, connection: Any, commands: Any, raise_on_error: bool) -> Any:
+        sent.append(len(commands))
+        return await original(pipe, connection, commands, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "_execute_pipeline", counting)
+    assert await store.claim(claims) == [True] * 100
+    await store.settle(claims[:50])
+    await store.release(claims[50:])
+    assert sent == [100, 50, 50]
 
 
 async def test_open_store_owns_its_link_and_closes_it(namespace: str) -> None:
