@@ -24,6 +24,13 @@ class WorkerMetrics:
             "Postbacks dropped as duplicates of an event.",
             registry=r,
         )
+        self.republished = Counter(
+            "postbacks_events_republished",
+            "Events published again from a redelivered intake message whose earlier delivery "
+            "claimed them: its commit may have happened (the broker node died during it), so "
+            "subscribers may see this event id twice (same message_id).",
+            registry=r,
+        )
         self.quarantined = Counter(
             "postbacks_quarantined",
             "Postbacks moved to the quarantine queue, by kind (invalid: not a postback; "

@@ -52,6 +52,7 @@ class _Done:
     published: list[Outgoing]
     batch: Batch
     claims: list[tuple[str, str]]  # (event id, mark) of each published event
+    republished: int  # of them, from redelivered intake messages
 
 
 _describe = describe
@@ -254,9 +255,15 @@ class Worker:
         started = time.perf_counter()
         published: list[Outgoing] = []
         claimed: list[tuple[str, str]] = []
+        again = 0
         for item, is_fresh in zip(batch.events, fresh, strict=True):
             if not is_fresh:
                 continue
+            # A redelivery that still holds its claim: its earlier delivery may have been
+            # committed (the node died during the commit). Publishing again is safer than
+            # losing it; it is counted.
+            if item.message.redelivered:
+                again += 1
             out = item.out
             await events.publish(
                 aio_pika.Message(
@@ -295,7 +302,7 @@ class Worker:
                     await message.ack()
         else:
             await group[-1].ack(multiple=True)
-        return _Done(started, published, batch, claimed)
+        return _Done(started, published, batch, claimed, again)
 
     def _committed(self, done: _Done) -> None:
         started, published, batch = done.started, done.published, done.batch
@@ -308,6 +315,7 @@ class Worker:
             self.metrics.events.labels(origin, event["family"], event["status"]).inc()
             self.metrics.processing_seconds.observe(max(0.0, now - out.timestamp.timestamp()))
         self.metrics.duplicates.inc(len(batch.events) - len(published))
+        self.metrics.republished.inc(done.republished)
         if batch.rejected:
             self.metrics.quarantined.labels(kind="invalid").inc(len(batch.rejected))
         if batch.poison:
