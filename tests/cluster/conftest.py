@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.faults.kit import Downstream
+from tests.support import ROOT, new_namespace
+
+from .kit import ClusterReport, Processes, delete_namespace, restore
 from .rabbit_cluster import ClusterError, RabbitCluster
 from .redis_cluster import RedisCluster, RedisClusterError
 
@@ -43,3 +51,58 @@ def rabbit_cluster() -> Iterator[RabbitCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+# --- the cluster fault suite (test_cluster_faults.py) ---------------------------------------
+
+CLUSTER_REPORT = Path(os.environ.get("CLUSTER_REPORT", ROOT / "build" / "cluster" / "report.md"))
+SUBSCRIBER = "faults"
+
+
+@pytest.fixture(scope="session")
+def cluster_suite_started() -> float:
+    return time.monotonic()
+
+
+@pytest.fixture(scope="session")
+def cluster_report(
+    cluster_suite_started: float, rabbit_cluster: RabbitCluster, redis_cluster: RedisCluster
+) -> Iterator[ClusterReport]:
+    """The measured table of the cluster fault suite, rewritten after every test."""
+    result = ClusterReport(
+        CLUSTER_REPORT,
+        started=cluster_suite_started,
+        broker=(
+            "a private 3-node RabbitMQ cluster (`pause_minority`, started in "
+            f"{rabbit_cluster.started_in or 0:.0f} s) and a private 3-master/3-replica Redis "
+            f"Cluster (started in {redis_cluster.started_seconds or 0:.0f} s); the shared "
+            "RabbitMQ and Redis are never touched"
+        ),
+    )
+    yield result
+    result.write()
+    print(f"\ncluster fault report: {CLUSTER_REPORT}")
+
+
+@pytest.fixture
+async def procs(
+    rabbit_cluster: RabbitCluster, redis_cluster: RedisCluster, tmp_path: Path
+) -> AsyncIterator[Processes]:
+    """The project processes of one test, in a fresh namespace on both clusters; killed and
+    the namespace deleted afterwards. Every node is up and uncut when the test begins."""
+    await asyncio.to_thread(restore, rabbit_cluster, redis_cluster)
+    running = Processes(new_namespace(), tmp_path, rabbit_cluster, redis_cluster)
+    try:
+        yield running
+    finally:
+        running.close()
+        await asyncio.to_thread(restore, rabbit_cluster, redis_cluster)
+        await delete_namespace(running, [running.names.subscriber(SUBSCRIBER)])
+
+
+@pytest.fixture
+async def downstream(procs: Processes) -> Downstream:
+    """``NS.sub.faults`` bound ``#``, declared before any process starts."""
+    reader = Downstream(procs.live_amqp_url(), procs.names)
+    await reader.declare()
+    return reader
