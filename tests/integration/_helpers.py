@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import re
 import subprocess
@@ -25,8 +26,17 @@ from ingest.app import create_app
 from ingest.envelope import Record
 from ingest.names import Names
 from ingest.settings import Settings
-from tests.support import AMQP_URL, POSTBACKS, ROOT, env_for, free_port, take_all, wait_http
-from worker.dedup import MemoryDedup
+from tests.support import (
+    AMQP_URL,
+    POSTBACKS,
+    REDIS_URL,
+    ROOT,
+    env_for,
+    free_port,
+    take_all,
+    wait_http,
+)
+from worker.dedup import open_store
 from worker.metrics import WorkerMetrics
 from worker.worker import Worker
 
@@ -74,8 +84,14 @@ async def receiver(settings: Settings, ready: bool = True) -> AsyncIterator[str]
 
 @contextlib.asynccontextmanager
 async def worker(settings: Settings) -> AsyncIterator[Worker]:
-    """One worker (in-process dedup store) consuming ``NS.intake`` until the block ends."""
-    running = Worker(settings, MemoryDedup(settings.dedup_ttl), WorkerMetrics())
+    """One worker consuming ``NS.intake`` until the block ends, with the dedup store users
+    run in production: Redis (the local one unless ``settings`` names another; its keys are
+    under the namespace and deleted with it)."""
+    if settings.redis_url is None:
+        settings = dataclasses.replace(settings, redis_url=REDIS_URL)
+    assert settings.redis_url is not None
+    store = open_store(settings.redis_url, settings.dedup_ttl, settings.namespace)
+    running = Worker(settings, store, WorkerMetrics())
     task = asyncio.create_task(running.run())
     try:
         async with asyncio.timeout(15):
@@ -90,6 +106,7 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
             await asyncio.wait_for(task, 15)
         except TimeoutError:
             task.cancel()
+        await store.close()
 
 
 @dataclass
