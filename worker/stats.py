@@ -41,6 +41,7 @@ class QueueRow:
     in_rate: float | None = None
     out_rate: float | None = None
     net_rate: float | None = None
+    leader: str | None = None  # the node of a quorum queue's leader (management API)
 
 
 @dataclass(slots=True)
@@ -122,7 +123,9 @@ async def _ask_management(url: str | None, vhost: str, namespace: str, events: s
     timeout = aiohttp.ClientTimeout(total=MANAGEMENT_TIMEOUT)
     try:
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
-            columns = "name,messages_ready,messages_unacknowledged,consumers,message_stats"
+            columns = (
+                "name,messages_ready,messages_unacknowledged,consumers,message_stats,leader,node"
+            )
             async with session.get(f"{base}/api/queues/{v}", params={"columns": columns}) as r:
                 if r.status != 200:
                     found.error = f"HTTP {r.status} from {r.url.path}"
@@ -195,6 +198,8 @@ async def collect(
             stats = seen.get("message_stats")
             row.in_rate = _rate(stats, "publish")
             row.out_rate = _rate(stats, "deliver_get")
+            leader = seen.get("leader") or seen.get("node")
+            row.leader = str(leader) if leader else None
         elif found.reachable:
             row.unacked, row.in_rate, row.out_rate = 0, 0.0, 0.0
     shown = ",".join(mask_url(node) for node in settings.amqp_urls)
@@ -209,7 +214,16 @@ def _number(value: float | None, rate: bool = False) -> str:
 
 def render(report: Report) -> str:
     """The report as the table an operator reads."""
-    header = ("queue", "role", "ready", "unacked", "consumers", "in/s", "out/s", "net/s")
+    header: tuple[str, ...] = (
+        "queue",
+        "role",
+        "ready",
+        "unacked",
+        "consumers",
+        "in/s",
+        "out/s",
+        "net/s",
+    )
     table: list[tuple[str, ...]] = [header]
     for row in report.rows:
         if not row.present:
@@ -227,11 +241,19 @@ def render(report: Report) -> str:
                 _number(row.net_rate, True),
             )
         )
+    if any(row.leader for row in report.rows):  # where each queue's leader is (clusters)
+        table = [(*cells, "leader") if n == 0 else cells for n, cells in enumerate(table)]
+        table = [table[0]] + [
+            (*cells, row.leader or "-") for cells, row in zip(table[1:], report.rows, strict=True)
+        ]
+        header = table[0]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
         left = [f"{cells[i]:<{widths[i]}}" for i in range(2)]
-        right = [f"{cells[i]:>{widths[i]}}" for i in range(2, len(cells))]
+        numbers = min(len(cells), 8)
+        right = [f"{cells[i]:>{widths[i]}}" for i in range(2, numbers)]
+        right += [f"  {cells[i]:<{widths[i]}}" for i in range(numbers, len(cells))]
         return "  ".join(left + right).rstrip()
 
     management = report.management

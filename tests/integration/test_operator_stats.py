@@ -43,6 +43,7 @@ class Row:
     in_rate: str
     out_rate: str
     net_rate: str
+    leader: str = "-"  # the node of the queue's leader, when the management API tells
 
 
 def table(output: str) -> dict[str, Row]:
@@ -53,7 +54,7 @@ def table(output: str) -> dict[str, Row]:
         if not line.strip():
             break
         cells = line.split()
-        assert len(cells) == 8, line
+        assert len(cells) in (8, 9), line
         rows[cells[0]] = Row(*cells)
     return rows
 
@@ -164,6 +165,7 @@ async def test_stats_with_the_broker_default_management_api(namespace: str) -> N
                 assert row.unacked.isdigit()
                 float(row.in_rate), float(row.out_rate), float(row.net_rate)
             assert f"events exchange {names.events}: in" in out
+            assert rows[names.intake].leader == "rabbit@localhost"
         else:
             assert "management API not reachable at http://guest:***@127.0.0.1:15672/" in out
             assert subscriber not in rows
