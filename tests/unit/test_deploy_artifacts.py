@@ -51,7 +51,7 @@ def load_yaml(path: Path) -> list[Any]:
 def k8s_objects() -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for path in sorted(K8S.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
+        if path.name in ("kustomization.yaml", "rabbitmq-cluster.yaml"):
             continue
         objects += load_yaml(path)
     return objects
@@ -609,3 +609,18 @@ def test_k8s_podmonitor_scrapes_named_ports_of_both_roles() -> None:
         assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
         named |= {p["name"] for c in containers(deployment) for p in c["ports"]}
     assert ports == named
+
+
+def test_the_rabbitmq_cluster_has_three_nodes_and_pauses_a_minority() -> None:
+    (cluster,) = load_yaml(K8S / "rabbitmq-cluster.yaml")
+    assert cluster["kind"] == "RabbitmqCluster"
+    assert cluster["spec"]["replicas"] == 3
+    assert (
+        "cluster_partition_handling = pause_minority"
+        in (cluster["spec"]["rabbitmq"]["additionalConfig"])
+    )
+    text = (K8S / "rabbitmq-cluster.yaml").read_text()
+    urls = next(line for line in text.splitlines() if "AMQP_URL: amqp://" in line)
+    listed = urls.split("AMQP_URL:", 1)[1].strip()
+    assert Settings.load({"AMQP_URL": listed}).amqp_urls == tuple(listed.split(","))
+    assert len(listed.split(",")) == 3
