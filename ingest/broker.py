@@ -24,6 +24,9 @@ from aio_pika.abc import AbstractConnection
 from ingest.settings import mask_url
 
 log = logging.getLogger("postbacks.broker")
+# aiormq logs every failed connect at ERROR with no more than what Link and session say
+# themselves (one line per outage, naming the node): keep its own lines out of the logs.
+logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 
 # Seconds to wait once every node of the list failed, doubling from MIN up to MAX: every
 # broker link comes back within a second of a node being reachable again.

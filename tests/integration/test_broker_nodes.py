@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.integration.test_operator_stats import cli
 from tests.support import Subscriber, http_session, post, postback_xml
 
 from ._helpers import TcpProxy, closed_port_url, pipeline, receiver, settings_for, worker
@@ -92,3 +93,23 @@ async def test_losing_its_node_a_worker_goes_on_with_the_next(namespace: str) ->
     assert status == 200
     assert [r.event["tracking_id"] for r in received] == ["next"]
     assert ready_after < 1.5, ready_after
+
+
+async def test_a_one_shot_command_refused_or_unreachable_says_why_in_one_line(
+    namespace: str,
+) -> None:
+    dead = closed_port_url()
+    cases = {
+        "wrong password": ("amqp://guest:wrong@127.0.0.1:5672/", "ACCESS_REFUSED"),
+        "unknown vhost": ("amqp://guest:guest@127.0.0.1:5672/no-such-vhost", "virtual host"),
+        "no node answers": (f"{dead},{closed_port_url()}", "no node of 2"),
+    }
+    for name, (url, words) in cases.items():
+        for command in (["topology"], ["subscribe", "billing", "#"], ["replay"], ["stats"]):
+            code, _out, err = await cli(namespace, *command, AMQP_URL=url)
+            lines = err.strip().splitlines()
+            assert code == 1, (name, command, err)
+            assert len(lines) == 1 and "Traceback" not in err, (name, command, err)
+            assert lines[0].startswith("postbacks: error: AMQP_URL"), lines
+            assert words in lines[0], (name, lines)
+            assert "guest:wrong" not in err  # the password is masked

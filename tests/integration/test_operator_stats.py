@@ -179,4 +179,4 @@ async def test_stats_on_an_unreachable_broker_fails_with_one_line(namespace: str
     assert code == 1
     assert out == ""
     last = err.strip().splitlines()[-1]
-    assert last.startswith("postbacks: error: broker amqp://guest:***@127.0.0.1:")
+    assert last.startswith("postbacks: error: AMQP_URL amqp://guest:***@127.0.0.1:")
