@@ -9,6 +9,9 @@ from dataclasses import dataclass
 SUBSCRIBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 
+# AMQP's short strings (queue names, binding keys) hold at most 255 bytes.
+SHORTSTR = 255
+
 # Quorum-queue arguments shared by every declaration: a mismatch fails declaration.
 DELIVERY_LIMIT = 10
 
@@ -35,3 +38,22 @@ class Names:
 
     def subscriber(self, name: str) -> str:
         return f"{self.namespace}.sub.{name}"
+
+
+def check_subscription(names: Names, name: str, patterns: list[str]) -> None:
+    """Raise ``ValueError`` (one line) unless ``postbacks subscribe NAME PATTERN...`` can
+    declare its queue and every binding: checked before anything is declared, so a bad
+    pattern leaves no queue behind."""
+    if not SUBSCRIBER_NAME.match(name):
+        raise ValueError(f"subscriber name must be letters, digits, '_', '-', '.': {name!r}")
+    queue = names.subscriber(name)
+    if len(queue.encode()) > SHORTSTR:
+        raise ValueError(f"queue name {queue!r} is over {SHORTSTR} bytes: use a shorter NAME")
+    for pattern in patterns:
+        if not pattern:
+            raise ValueError("PATTERN is empty: use '#' for every event")
+        size = len(pattern.encode("utf-8", "surrogateescape"))
+        if size > SHORTSTR:
+            raise ValueError(
+                f"PATTERN {pattern[:40]!r}... is {size} bytes: at most {SHORTSTR} (UTF-8)"
+            )

@@ -12,11 +12,13 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+import aiormq.exceptions
 from aiohttp import web
 
-from ingest import logs
+from ingest import broker, logs
 from ingest.app import IN_FLIGHT, ReceiverRunner
 from ingest.app import create_app as create_receiver
+from ingest.names import check_subscription
 from ingest.settings import OPTIONS, BadSetting, Settings, check_spool_dir
 from worker import entry, stats, tools
 from worker.dedup import open_store
@@ -66,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
         help="list each quarantined message with its reason (x-error or the broker's "
         "x-first-death-reason), move nothing",
     )
+    replay.add_argument(
+        "--match",
+        metavar="TEXT",
+        help="only messages whose quarantine reason contains TEXT",
+    )
+    replay.add_argument(
+        "--limit", metavar="N", type=_limit, help="move (or list) at most N messages, N >= 1"
+    )
     tail = commands.add_parser("tail", parents=[common], help="print events as they fan out")
     tail.add_argument(
         "pattern", metavar="PATTERN", nargs="?", default="#", help="e.g. '#.failed.#' (default #)"
@@ -88,12 +98,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     stats.add_argument(
         "--interval",
-        type=float,
-        default=1.0,
+        default="1",
         metavar="SECONDS",
-        help="seconds between the two depth samples behind net/s (default 1; 0: one sample)",
+        help="seconds between the two depth samples behind net/s, 0 to 60 (default 1; 0: "
+        "one sample)",
     )
     return parser
+
+
+def _limit(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+MAX_INTERVAL = 60.0
+
+
+def _interval(text: str) -> float:
+    """``--interval`` in seconds: a finite number from 0 to ``MAX_INTERVAL`` (``inf`` would
+    sleep forever, ``nan`` and negatives make no sense)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"--interval: not a number of seconds: {text!r}") from None
+    if not 0 <= seconds <= MAX_INTERVAL:  # also false for nan
+        raise ValueError(f"--interval: {text} is out of range 0..{MAX_INTERVAL:g} seconds")
+    return seconds
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -112,7 +147,15 @@ def _stop_event() -> asyncio.Event:
 
 
 def _where(settings: Settings, port: int) -> str:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    """The URL to POST to on this machine. A wildcard host becomes the loopback address of
+    its family: asyncio binds ``::`` IPv6-only, so 127.0.0.1 would be refused there."""
+    host = settings.host
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
     return f"http://{host}:{port}/postbacks"
 
 
@@ -221,7 +264,12 @@ def run_both(argv: Sequence[str]) -> int:
             if code is not None and code != 0 and failed is None:
                 failed = code
                 if not stopping:
-                    log.error("a child process failed; stopping the other", extra={"exit": code})
+                    # Exit 2 is a setting the child refused, and it said so in one line:
+                    # another line here would only repeat it.
+                    if code != 2:
+                        log.error(
+                            "a child process failed; stopping the other", extra={"exit": code}
+                        )
                     forward(signal.SIGTERM, None)
         with contextlib.suppress(subprocess.TimeoutExpired):
             children[0].wait(timeout=0.2)
@@ -234,8 +282,8 @@ async def _tail(settings: Settings, pattern: str, output: str) -> None:
     await tools.tail(settings, pattern, output, _stop_event())
 
 
-def _stats(settings: Settings, args: argparse.Namespace) -> None:
-    print(asyncio.run(stats.report(settings, args.management_url, args.interval)))
+def _stats(settings: Settings, args: argparse.Namespace, interval: float) -> None:
+    print(asyncio.run(stats.report(settings, args.management_url, interval)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if command in ("run", "receive") and settings.spool_dir is not None:
             check_spool_dir(settings.spool_dir)
-    except BadSetting as exc:
+        if command == "subscribe":
+            check_subscription(settings.names, args.name, args.patterns)
+        interval = _interval(args.interval) if command == "stats" else 0.0
+    except ValueError as exc:  # BadSetting among them
         print(f"postbacks: error: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.log_level)
@@ -275,23 +326,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{queue} bound to {settings.names.events} with {' '.join(args.patterns)}")
         elif command == "replay":
             listing = sys.stdout if args.dry_run else None
-            moved = asyncio.run(tools.replay(settings, dry_run=args.dry_run, listing=listing))
+            moved = asyncio.run(
+                tools.replay(
+                    settings,
+                    dry_run=args.dry_run,
+                    listing=listing,
+                    match=args.match,
+                    limit=args.limit,
+                )
+            )
             verb = "would move" if args.dry_run else "moved"
             print(f"{verb} {moved} postback message(s) from quarantine to intake")
         elif command == "tail":
             asyncio.run(_tail(settings, args.pattern, args.output))
         elif command == "stats":
-            _stats(settings, args)
+            _stats(settings, args, interval)
     except ValueError as exc:
         print(f"postbacks: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ConnectionError) as exc:
-        print(
-            f"postbacks: error: broker {settings.effective()['AMQP_URL']}: {exc}",
-            file=sys.stderr,
-        )
+    except (OSError, ConnectionError, aiormq.exceptions.AMQPError) as exc:
+        print(f"postbacks: error: {broker_error(settings, exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def broker_error(settings: Settings, exc: BaseException) -> str:
+    """One line naming ``AMQP_URL`` and the broker's reason (each node's, for a list)."""
+    urls = settings.amqp_urls
+    reason = str(exc) if isinstance(exc, broker.Unreachable) else broker.describe(exc)
+    if len(urls) > 1 and isinstance(exc, broker.Unreachable):
+        return f"AMQP_URL: no node of {len(urls)} took the connection: {reason}"
+    return f"AMQP_URL {settings.effective()['AMQP_URL']}: {reason}"
 
 
 def _use_uvloop() -> None:
