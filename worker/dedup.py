@@ -22,9 +22,30 @@ from typing import Protocol
 from worker.redis_link import RedisLink, guarded
 
 
+class Verdict(int):
+    """A claim's answer: true to publish, false for a duplicate. ``again`` tells a claim
+    that found its own mark: an earlier delivery of this very intake message claimed the id,
+    and may have committed its event before the link died (the commit in doubt), so
+    publishing again may give subscribers a second copy; the worker counts those."""
+
+    again: bool
+
+    def __new__(cls, publish: bool, again: bool = False) -> Verdict:
+        verdict = super().__new__(cls, int(publish))
+        verdict.again = again
+        return verdict
+
+    def __repr__(self) -> str:
+        return "AGAIN" if self.again else ("FRESH" if self else "DUPLICATE")
+
+
+FRESH, AGAIN, DUPLICATE = Verdict(True), Verdict(True, again=True), Verdict(False)
+
+
 class DedupStore(Protocol):
-    async def claim(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
-        """For each ``(event_id, mark)``: ``True`` to publish, ``False`` for a duplicate."""
+    async def claim(self, claims: Sequence[tuple[str, str]]) -> list[Verdict]:
+        """For each ``(event_id, mark)``: true to publish (:data:`FRESH`, or :data:`AGAIN`
+        when the id already held this mark), :data:`DUPLICATE` (false) for a duplicate."""
 
     async def release(self, claims: Sequence[tuple[str, str]]) -> None:
         """Forget ids still marked with exactly these marks (their delivery is given up)."""
@@ -55,7 +76,7 @@ class MemoryDedup:
         for key in expired:
             del self._marks[key]
 
-    async def claim(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
+    async def claim(self, claims: Sequence[tuple[str, str]]) -> list[Verdict]:
         now = self._monotonic()
         self._sweep(now)
         out = []
@@ -63,9 +84,9 @@ class MemoryDedup:
             held = self._marks.get(event_id)
             if held is None or held[1] <= now:
                 self._marks[event_id] = (mark, now + self.ttl)
-                out.append(True)
+                out.append(FRESH)
             else:
-                out.append(held[0] == mark)
+                out.append(AGAIN if held[0] == mark else DUPLICATE)
         return out
 
     async def release(self, claims: Sequence[tuple[str, str]]) -> None:
@@ -131,7 +152,7 @@ class RedisDedup:
     def key(self, event_id: str) -> str:
         return self.prefix + event_id
 
-    async def claim(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
+    async def claim(self, claims: Sequence[tuple[str, str]]) -> list[Verdict]:
         if not claims:
             return []
         client = await self.link.client()
@@ -141,7 +162,7 @@ class RedisDedup:
                 pipe.set(self.key(event_id), mark, ex=self.ttl, nx=True, get=True)
             held = await pipe.execute()
         return [
-            before is None or before == mark.encode()
+            FRESH if before is None else AGAIN if before == mark.encode() else DUPLICATE
             for before, (_, mark) in zip(held, claims, strict=True)
         ]
 
@@ -175,3 +196,9 @@ def open_store(redis_url: str | None, ttl: int, namespace: str) -> DedupStore:
     if redis_url:
         return RedisDedup(RedisLink(redis_url), ttl, namespace, owns_link=True)
     return MemoryDedup(ttl)
+
+
+async def verdicts(store: DedupStore, claims: Sequence[tuple[str, str]]) -> list[bool]:
+    """``store.claim(claims)`` as plain booleans (publish or not), for callers that do not
+    care whether a claim found its own mark."""
+    return [bool(verdict) for verdict in await store.claim(claims)]

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from ingest import broker, topology
 from ingest.settings import Settings
 from worker import quarantine
-from worker.dedup import DedupStore
+from worker.dedup import DedupStore, Verdict
 from worker.intake import Batch, postback_count, prepare
 from worker.metrics import WorkerMetrics
 from worker.transform import Outgoing, describe
@@ -236,7 +236,7 @@ class Worker:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    async def _prepare(self, group: list[AbstractIncomingMessage]) -> tuple[Batch, list[bool]]:
+    async def _prepare(self, group: list[AbstractIncomingMessage]) -> tuple[Batch, list[Verdict]]:
         """Parse and normalize a group, and claim its event ids in the dedup store."""
         batch = prepare(group)
         claims = batch.claims
@@ -249,7 +249,7 @@ class Worker:
         events: AbstractExchange,
         group: list[AbstractIncomingMessage],
         batch: Batch,
-        fresh: list[bool],
+        fresh: list[Verdict],
     ) -> _Done:
         """Publish and ack a group inside the open transaction; the caller commits."""
         started = time.perf_counter()
@@ -259,10 +259,10 @@ class Worker:
         for item, is_fresh in zip(batch.events, fresh, strict=True):
             if not is_fresh:
                 continue
-            # A redelivery that still holds its claim: its earlier delivery may have been
-            # committed (the node died during the commit). Publishing again is safer than
-            # losing it; it is counted.
-            if item.message.redelivered:
+            # The id already held this delivery's own mark: an earlier delivery of this very
+            # message claimed it and may have committed (the node died during the commit).
+            # Publishing again is safer than losing it; it is counted.
+            if is_fresh.again:
                 again += 1
             out = item.out
             await events.publish(
@@ -322,7 +322,7 @@ class Worker:
             self.metrics.quarantined.labels(kind="poison").inc(len(batch.poison))
         self.published += len(published)
 
-    async def _claim(self, claims: list[tuple[str, str]]) -> list[bool]:
+    async def _claim(self, claims: list[tuple[str, str]]) -> list[Verdict]:
         """Ask the dedup store, waiting for it as long as it is down (nothing is acked
         meanwhile, so nothing is lost); give up only when asked to stop."""
         delay = 0.1

@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 
 from tests.integration.test_dedup_store import PROPERTIES, check_concurrent_claims
-from worker.dedup import RedisDedup
+from worker.dedup import RedisDedup, verdicts
 from worker.redis_link import RedisLink, RedisUnavailable, guarded
 
 from .redis_cluster import RedisCluster
@@ -113,7 +113,7 @@ async def test_a_batch_over_every_master_takes_one_round_trip_per_master(
         return await original(node, commands)
 
     monkeypatch.setattr(ClusterNode, "execute_pipeline", counting)
-    assert await store.claim(claims) == [True] * 60
+    assert await verdicts(store, claims) == [True] * 60
     assert sent == Counter(dict.fromkeys(spread, 1))
     sent.clear()
     await store.settle(claims[:30])
@@ -124,7 +124,7 @@ async def test_a_batch_over_every_master_takes_one_round_trip_per_master(
 
     assert sent == Counter(masters_of(claims[:30])) + Counter(masters_of(claims[30:]))
     monkeypatch.undo()
-    assert await store.claim([(event_id, "other") for event_id, _ in claims]) == (
+    assert await verdicts(store, [(event_id, "other") for event_id, _ in claims]) == (
         [False] * 30 + [True] * 30
     )
 
@@ -142,11 +142,11 @@ async def test_a_killed_master_is_replaced_by_its_replica_and_rejoins_as_one(
     # Marks on the victim: claimed, half of them settled, and (at once, no wait) more
     # claimed in the very last batch before the kill.
     before = ids_on(client, store, victim, 40)
-    assert await store.claim([(i, f"m/{i}") for i in before]) == [True] * 40
+    assert await verdicts(store, [(i, f"m/{i}") for i in before]) == [True] * 40
     await store.settle([(i, f"m/{i}") for i in before[:20]])
     await asyncio.sleep(0.2)  # loopback replication is far quicker than that
     last = ids_on(client, store, victim, 40)
-    assert await store.claim([(i, f"m/{i}") for i in last]) == [True] * 40
+    assert await verdicts(store, [(i, f"m/{i}") for i in last]) == [True] * 40
     probes = [(i, "probe") for i in ids_on(client, store, victim, 10)]
     redis_cluster.kill(victim)
     killed = time.monotonic()
@@ -158,7 +158,7 @@ async def test_a_killed_master_is_replaced_by_its_replica_and_rejoins_as_one(
     while time.monotonic() - killed < 60:
         started = time.monotonic()
         try:
-            answers = await asyncio.wait_for(store.claim(probes), 30)
+            answers = await asyncio.wait_for(verdicts(store, probes), 30)
         except RedisError as exc:
             errors[type(exc).__name__] += 1
             slowest = max(slowest, time.monotonic() - started)
@@ -180,12 +180,12 @@ async def test_a_killed_master_is_replaced_by_its_replica_and_rejoins_as_one(
     masters = redis_cluster.masters()
     assert heir in masters and victim not in masters, (victim, heir, masters)
     assert node_port(client, store.key(before[0])) == heir
-    own = await store.claim([(i, f"m/{i}") for i in before])
+    own = await verdicts(store, [(i, f"m/{i}") for i in before])
     assert own == [False] * 20 + [True] * 20, own  # settled marks stop their own delivery
-    kept_last = await store.claim([(i, "other") for i in last])
+    kept_last = await verdicts(store, [(i, "other") for i in last])
     lost = kept_last.count(True)
     print(f"marks of the last batch before the kill lost by the failover: {lost} of 40")
-    others = await store.claim([(i, "other") for i in before])
+    others = await verdicts(store, [(i, "other") for i in before])
     assert others == [False] * 40, others
 
     # The killed node comes back as the replica of its heir.
@@ -198,7 +198,7 @@ async def test_a_killed_master_is_replaced_by_its_replica_and_rejoins_as_one(
     await asyncio.to_thread(redis_cluster.wait_replicated)
     masters = redis_cluster.masters()
     assert len(masters) == 3 and heir in masters and victim not in masters
-    assert await store.claim([(i, "other") for i in before]) == [False] * 40
+    assert await verdicts(store, [(i, "other") for i in before]) == [False] * 40
 
 
 async def test_cluster_client_failures_outside_redis_error_are_raised_as_redis_errors() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support import REDIS_URL
-from worker.dedup import RedisDedup, open_store
+from worker.dedup import RedisDedup, open_store, verdicts
 from worker.redis_link import Client, RedisLink
 
 Property = Callable[[RedisDedup, Client], Awaitable[None]]
@@ -42,7 +42,7 @@ async def held(client: Client, store: RedisDedup, event_id: str) -> bytes | None
 async def prop_first_claim_wins_and_other_copies_are_duplicates(
     store: RedisDedup, client: Client
 ) -> None:
-    assert await store.claim([("e1", "m1/p1"), ("e1", "m2/p7"), ("e2", "m1/p2")]) == [
+    assert await verdicts(store, [("e1", "m1/p1"), ("e1", "m2/p7"), ("e2", "m1/p2")]) == [
         True,
         False,
         True,
@@ -54,8 +54,8 @@ async def prop_first_claim_wins_and_other_copies_are_duplicates(
 async def prop_a_claim_answers_for_its_mark_even_twice_in_one_batch(
     store: RedisDedup, client: Client
 ) -> None:
-    assert await store.claim([("e1", "m1/p1"), ("e1", "m1/p1")]) == [True, True]
-    assert await store.claim([("e2", "m2/p2"), ("e2", "m1/p1"), ("e2", "m2/p2")]) == [
+    assert await verdicts(store, [("e1", "m1/p1"), ("e1", "m1/p1")]) == [True, True]
+    assert await verdicts(store, [("e2", "m2/p2"), ("e2", "m1/p1"), ("e2", "m2/p2")]) == [
         True,
         False,
         True,
@@ -66,22 +66,22 @@ async def prop_a_claim_answers_for_its_mark_even_twice_in_one_batch(
 async def prop_a_redelivery_before_its_commit_takes_its_own_mark_over(
     store: RedisDedup, client: Client
 ) -> None:
-    await store.claim([("e1", "m1/p1")])
-    assert await store.claim([("e1", "m1/p1")]) == [True]
-    assert await store.claim([("e1", "m2/p2")]) == [False]
+    await verdicts(store, [("e1", "m1/p1")])
+    assert await verdicts(store, [("e1", "m1/p1")]) == [True]
+    assert await verdicts(store, [("e1", "m2/p2")]) == [False]
     assert await held(client, store, "e1") == b"m1/p1"
 
 
 @prop
 async def prop_a_mark_lives_ttl_seconds(store: RedisDedup, client: Client) -> None:
     store.ttl = 1
-    await store.claim([("e1", "m1/p1"), ("e2", "m1/p2")])
+    await verdicts(store, [("e1", "m1/p1"), ("e2", "m1/p2")])
     assert 0 < await pttl(client, store, "e1") <= 1000
     await asyncio.sleep(0.6)
-    assert await store.claim([("e1", "m2/p2")]) == [False]
+    assert await verdicts(store, [("e1", "m2/p2")]) == [False]
     await store.settle([("e2", "m1/p2")])  # settled at 0.6 s: still gone at 1 s
     await asyncio.sleep(0.5)
-    assert await store.claim([("e1", "m2/p2"), ("e2", "m2/p2")]) == [True, True]
+    assert await verdicts(store, [("e1", "m2/p2"), ("e2", "m2/p2")]) == [True, True]
     await store.release([("e1", "m1/p1")])  # the expired mark's release: m2 keeps it
     assert await held(client, store, "e1") == b"m2/p2"
 
@@ -90,10 +90,10 @@ async def prop_a_mark_lives_ttl_seconds(store: RedisDedup, client: Client) -> No
 async def prop_an_own_mark_claimed_again_keeps_its_first_expiry(
     store: RedisDedup, client: Client
 ) -> None:
-    await store.claim([("e1", "m1/p1")])
+    await verdicts(store, [("e1", "m1/p1")])
     await asyncio.sleep(0.05)
     before = await pttl(client, store, "e1")
-    assert await store.claim([("e1", "m1/p1")]) == [True]
+    assert await verdicts(store, [("e1", "m1/p1")]) == [True]
     assert 0 < await pttl(client, store, "e1") <= before < store.ttl * 1000
 
 
@@ -101,48 +101,48 @@ async def prop_an_own_mark_claimed_again_keeps_its_first_expiry(
 async def prop_settle_keeps_the_ttl_and_stops_even_the_same_delivery(
     store: RedisDedup, client: Client
 ) -> None:
-    await store.claim([("e1", "m1/p1")])
+    await verdicts(store, [("e1", "m1/p1")])
     await asyncio.sleep(0.05)
     before = await pttl(client, store, "e1")
     await store.settle([("e1", "m1/p1")])
     assert await held(client, store, "e1") == b"done:m1/p1"
     assert 0 < await pttl(client, store, "e1") <= before < store.ttl * 1000
-    assert await store.claim([("e1", "m1/p1"), ("e1", "m9/p9")]) == [False, False]
+    assert await verdicts(store, [("e1", "m1/p1"), ("e1", "m9/p9")]) == [False, False]
     await store.settle([("e1", "m1/p1")])  # again: nothing changes
     assert await held(client, store, "e1") == b"done:m1/p1"
 
 
 @prop
 async def prop_settle_touches_only_its_own_mark(store: RedisDedup, client: Client) -> None:
-    await store.claim([("e1", "m1/p1")])
+    await verdicts(store, [("e1", "m1/p1")])
     await store.settle([("e1", "m2/p2"), ("e2", "m1/p1")])  # another mark; an id not held
     assert await held(client, store, "e1") == b"m1/p1"
     assert await held(client, store, "e2") is None
-    assert await store.claim([("e1", "m1/p1"), ("e2", "m3/p3")]) == [True, True]
+    assert await verdicts(store, [("e1", "m1/p1"), ("e2", "m3/p3")]) == [True, True]
 
 
 @prop
 async def prop_release_forgets_only_the_exact_mark(store: RedisDedup, client: Client) -> None:
-    await store.claim([("e1", "m1/p1"), ("e2", "m1/p2")])
+    await verdicts(store, [("e1", "m1/p1"), ("e2", "m1/p2")])
     await store.release([("e1", "m2/p2"), ("e2", "m1/p1")])  # other marks: nothing happens
-    assert await store.claim([("e1", "m3/p3"), ("e2", "m3/p3")]) == [False, False]
+    assert await verdicts(store, [("e1", "m3/p3"), ("e2", "m3/p3")]) == [False, False]
     await store.release([("e1", "m1/p1")])
     assert await held(client, store, "e1") is None
-    assert await store.claim([("e1", "m3/p3"), ("e2", "m3/p3")]) == [True, False]
+    assert await verdicts(store, [("e1", "m3/p3"), ("e2", "m3/p3")]) == [True, False]
 
 
 @prop
 async def prop_release_does_not_forget_a_settled_mark(store: RedisDedup, client: Client) -> None:
-    await store.claim([("e1", "m1/p1")])
+    await verdicts(store, [("e1", "m1/p1")])
     await store.settle([("e1", "m1/p1")])
     await store.release([("e1", "m1/p1")])
     assert await held(client, store, "e1") == b"done:m1/p1"
-    assert await store.claim([("e1", "m2/p2")]) == [False]
+    assert await verdicts(store, [("e1", "m2/p2")]) == [False]
 
 
 @prop
 async def prop_empty_batches_answer_without_asking(store: RedisDedup, client: Client) -> None:
-    assert await store.claim([]) == []
+    assert await verdicts(store, []) == []
     await store.settle([])
     await store.release([])
 
@@ -150,11 +150,11 @@ async def prop_empty_batches_answer_without_asking(store: RedisDedup, client: Cl
 @prop
 async def prop_a_large_batch_answers_in_order(store: RedisDedup, client: Client) -> None:
     claims = [(f"e{i}", f"m/{i}") for i in range(500)]
-    assert await store.claim(claims[:250]) == [True] * 250
+    assert await verdicts(store, claims[:250]) == [True] * 250
     flipped = [(event_id, "other") for event_id, _ in claims[:250:2]]
-    assert await store.claim(flipped + claims) == [False] * 125 + [True] * 500
+    assert await verdicts(store, flipped + claims) == [False] * 125 + [True] * 500
     await store.settle(claims[::2])
-    assert await store.claim(claims) == [i % 2 == 1 for i in range(500)]
+    assert await verdicts(store, claims) == [i % 2 == 1 for i in range(500)]
 
 
 async def check_concurrent_claims(url: str, namespace: str) -> None:
@@ -163,7 +163,7 @@ async def check_concurrent_claims(url: str, namespace: str) -> None:
     stores = [RedisDedup(link, 60, namespace, owns_link=True) for link in links]
     try:
         results = await asyncio.gather(
-            *(store.claim([("e1", f"m{i}/p")]) for i, store in enumerate(stores))
+            *(verdicts(store, [("e1", f"m{i}/p")]) for i, store in enumerate(stores))
         )
         assert sorted(flag for (flag,) in results) == [False] * 7 + [True]
     finally:
@@ -210,7 +210,7 @@ async def test_standalone_batches_take_one_round_trip_each(
         return await original(pipe, connection, commands, raise_on_error)
 
     monkeypatch.setattr(Pipeline, "_execute_pipeline", counting)
-    assert await store.claim(claims) == [True] * 100
+    assert await verdicts(store, claims) == [True] * 100
     await store.settle(claims[:50])
     await store.release(claims[50:])
     assert sent == [100, 50, 50]
@@ -231,7 +231,7 @@ async def test_a_store_starts_while_redis_is_down_and_raises_a_redis_error() -> 
 
     store = open_store("redis://127.0.0.1:1/0", 60, "nowhere")
     with pytest.raises(RedisError):
-        await store.claim([("e1", "m1/p1")])
+        await verdicts(store, [("e1", "m1/p1")])
     with pytest.raises(RedisError):
         await store.ping()
     await store.close()
