@@ -39,6 +39,15 @@ class Names:
     def subscriber(self, name: str) -> str:
         return f"{self.namespace}.sub.{name}"
 
+    @property
+    def timers(self) -> str:
+        """Receipt timers that are due (dead-lettered from :meth:`waiting`): workers consume it."""
+        return f"{self.namespace}.timers"
+
+    def waiting(self, seconds: int) -> str:
+        """Receipt timers of ``DLR_TIMEOUT`` = ``seconds``, each waiting out its TTL."""
+        return f"{self.namespace}.waiting-{seconds}s"
+
 
 def check_subscription(names: Names, name: str, patterns: list[str]) -> None:
     """Raise ``ValueError`` (one line) unless ``postbacks subscribe NAME PATTERN...`` can
