@@ -61,3 +61,26 @@ async def subscribe(
     for pattern in patterns:
         await queue.bind(events, routing_key=pattern)
     return queue
+
+
+async def declare_timers(channel: AbstractChannel, names: Names, dlr_timeout: int) -> None:
+    """Receipt timers: ``NS.waiting-Ns`` holds each timer for ``dlr_timeout`` seconds (one
+    TTL for the whole queue, so the oldest timer is always the next one due), then the broker
+    dead-letters it, at least once, into ``NS.timers``, which workers consume. No scan of
+    the store: the broker keeps the time. At-least-once dead-lettering of a quorum queue
+    needs ``x-overflow: reject-publish``."""
+    await declare_queue(channel, names.timers)
+    if dlr_timeout <= 0:
+        return
+    await channel.declare_queue(
+        names.waiting(dlr_timeout),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-message-ttl": dlr_timeout * 1000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": names.timers,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
