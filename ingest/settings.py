@@ -45,7 +45,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("INGEST_ALLOW_FROM", "--allow-from", None, "comma-separated CIDRs allowed to post"),
     Option("INGEST_CONFIRM_TIMEOUT", "--confirm-timeout", "5", "seconds to wait for a confirm"),
     Option("INGEST_SPOOL_DIR", "--spool-dir", None, "local spool while the broker is away"),
-    Option("DEDUP_TTL", "--dedup-ttl", "604800", "seconds an event id is remembered"),
+    Option("DEDUP_TTL", "--dedup-ttl", "604800", "seconds an event id (and a lifecycle) is kept"),
+    Option(
+        "DLR_TIMEOUT",
+        "--dlr-timeout",
+        "259200",
+        "seconds without a final status before a timed_out event (0: off; below DEDUP_TTL)",
+    ),
     Option("WORKER_METRICS_PORT", "--metrics-port", "9101", "worker /metrics and /healthz"),
     Option("LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
@@ -67,6 +73,7 @@ class Settings:
     confirm_timeout: float = 5.0
     spool_dir: Path | None = None
     dedup_ttl: int = 604800
+    dlr_timeout: int = 259200
     metrics_port: int = 9101
     log_level: str = "INFO"
     names: Names = field(init=False)
@@ -103,6 +110,7 @@ class Settings:
             return value
 
         spool = raw("INGEST_SPOOL_DIR")
+        dedup_ttl = _integer("DEDUP_TTL", required("DEDUP_TTL"), 1, 10 * 365 * 86400)
         return cls(
             amqp_url=_amqp_urls(required("AMQP_URL")),
             redis_url=_optional(raw("REDIS_URL"), _redis_url),
@@ -114,7 +122,8 @@ class Settings:
             allow_from=_cidrs(raw("INGEST_ALLOW_FROM")),
             confirm_timeout=_seconds("INGEST_CONFIRM_TIMEOUT", required("INGEST_CONFIRM_TIMEOUT")),
             spool_dir=Path(spool) if spool else None,
-            dedup_ttl=_integer("DEDUP_TTL", required("DEDUP_TTL"), 1, 10 * 365 * 86400),
+            dedup_ttl=dedup_ttl,
+            dlr_timeout=_dlr_timeout(required("DLR_TIMEOUT"), dedup_ttl),
             metrics_port=_port("WORKER_METRICS_PORT", required("WORKER_METRICS_PORT")),
             log_level=_log_level(required("LOG_LEVEL")),
         )
@@ -133,6 +142,7 @@ class Settings:
             "INGEST_CONFIRM_TIMEOUT": f"{self.confirm_timeout:g}",
             "INGEST_SPOOL_DIR": str(self.spool_dir) if self.spool_dir else None,
             "DEDUP_TTL": str(self.dedup_ttl),
+            "DLR_TIMEOUT": str(self.dlr_timeout),
             "WORKER_METRICS_PORT": str(self.metrics_port),
             "LOG_LEVEL": self.log_level,
         }
@@ -254,6 +264,15 @@ def _integer(variable: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise BadSetting(variable, f"{number} is out of range {low}..{high}")
     return number
+
+
+def _dlr_timeout(value: str, dedup_ttl: int) -> int:
+    """Seconds until a receipt timeout; 0 turns timeouts off. A lifecycle is kept
+    ``DEDUP_TTL`` seconds: its timer must fire before it is forgotten."""
+    seconds = _integer("DLR_TIMEOUT", value, 0, 10 * 365 * 86400)
+    if seconds and seconds >= dedup_ttl:
+        raise BadSetting("DLR_TIMEOUT", f"{seconds} must be below DEDUP_TTL ({dedup_ttl})")
+    return seconds
 
 
 def _port(variable: str, value: str) -> int:

@@ -54,9 +54,11 @@ def test_every_variable_is_read() -> None:
             "INGEST_CONFIRM_TIMEOUT": "2.5",
             "INGEST_SPOOL_DIR": "/var/spool/postbacks",
             "DEDUP_TTL": "3600",
+            "DLR_TIMEOUT": "600",
             "WORKER_METRICS_PORT": "9200",
         }
     )
+    assert settings.dlr_timeout == 600
     assert settings.amqp_url == "amqps://pb:s3cret@rabbit.internal:5671/prod"
     assert settings.redis_url == "redis://:r3dis@redis.internal:6379/2"
     assert settings.namespace == "acme.pb"
@@ -211,6 +213,7 @@ def test_effective_configuration_of_the_defaults() -> None:
         "INGEST_CONFIRM_TIMEOUT": "5",
         "INGEST_SPOOL_DIR": None,
         "DEDUP_TTL": "604800",
+        "DLR_TIMEOUT": "259200",
         "WORKER_METRICS_PORT": "9101",
         "LOG_LEVEL": "INFO",
     }
@@ -258,3 +261,23 @@ def test_bad_url_error_does_not_show_the_password(variable: str, value: str) -> 
     with pytest.raises(BadSetting) as caught:
         load({variable: value})
     assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"DLR_TIMEOUT": "604800"}, "below DEDUP_TTL"),
+        ({"DEDUP_TTL": "3600"}, "below DEDUP_TTL"),
+        ({"DLR_TIMEOUT": "-1"}, "out of range"),
+        ({"DLR_TIMEOUT": "soon"}, "not an integer"),
+    ],
+)
+def test_dlr_timeout_must_be_a_number_of_seconds_below_dedup_ttl(
+    env: dict[str, str], words: str
+) -> None:
+    with pytest.raises(BadSetting, match=f"DLR_TIMEOUT: .*{words}"):
+        load(env)
+
+
+def test_dlr_timeout_zero_turns_timeouts_off() -> None:
+    assert load({"DLR_TIMEOUT": "0", "DEDUP_TTL": "60"}).dlr_timeout == 0
