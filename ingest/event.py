@@ -1,8 +1,12 @@
-"""The schema-1 event: normalization, identity and routing. Pure: no I/O.
+"""The schema-2 event: normalization, identity and routing. Pure: no I/O.
 
-``normalize`` turns the fields of a parsed postback into the event the contract defines;
+``normalize`` turns the fields of a parsed postback into the event the contract defines
+(its ``lifecycle`` left ``None``: the worker fills it in with :func:`with_lifecycle`);
 ``event_id`` hashes its identity; ``routing_key`` and ``amqp_headers`` give what goes on
 the wire. ``Event`` is a typed view for downstream Python code.
+
+Schema 2 is schema 1 plus ``lifecycle``, and an event's id is the one schema 1 gave it: the
+identity leaves ``lifecycle`` out and counts ``schema`` as ``1``.
 """
 
 from __future__ import annotations
@@ -13,14 +17,19 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ingest.codes import classify
 from ingest.postback import NotAPostback
 
-SCHEMA = 1
+if TYPE_CHECKING:
+    from ingest.lifecycle import Step
+
+SCHEMA = 2
+# The schema the identity is computed as: ids stay what schema 1 gave (contract section 4).
+IDENTITY_SCHEMA = 1
 
 # Sinch's field name -> the event's key, for every named scalar field.
 SCALAR_FIELDS: dict[str, str] = {
@@ -50,7 +59,7 @@ LIST_FIELDS: dict[str, tuple[str, str]] = {
 }
 KNOWN_FIELDS = frozenset({"origin", "code", *SCALAR_FIELDS, *LIST_FIELDS})
 
-# Every key of a schema-1 event, in the order it is written.
+# Every key of a schema-2 event, in the order it is written.
 EVENT_KEYS: tuple[str, ...] = (
     "schema",
     "event_id",
@@ -65,8 +74,13 @@ EVENT_KEYS: tuple[str, ...] = (
     "extra",
     "format",
     "received_at",
+    "lifecycle",
 )
-NOT_IDENTITY = frozenset({"event_id", "format", "received_at"})
+# The keys of a schema-1 event: schema 2 without ``lifecycle``.
+SCHEMA_1_KEYS: tuple[str, ...] = tuple(key for key in EVENT_KEYS if key != "lifecycle")
+NOT_IDENTITY = frozenset({"event_id", "format", "received_at", "lifecycle"})
+# The keys of ``lifecycle``, in the order they are written.
+LIFECYCLE_KEYS: tuple[str, ...] = ("seq", "previous", "current", "final", "stale")
 
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(\.\d+)?"
@@ -174,14 +188,16 @@ def received_at_now() -> str:
 
 
 def event_id(event: dict[str, Any]) -> str:
-    """Lower-case hex SHA-256 of the event without ``event_id``, ``format``, ``received_at``,
-    as compact JSON with sorted keys."""
+    """Lower-case hex SHA-256 of the event without ``event_id``, ``format``, ``received_at``
+    and ``lifecycle``, with ``schema`` counted as ``1``, as compact JSON with sorted keys: the
+    id schema 1 gave the same postback."""
     identity = {k: v for k, v in event.items() if k not in NOT_IDENTITY}
+    identity["schema"] = IDENTITY_SCHEMA
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def normalize(fields: dict[str, Any], fmt: str, received_at: str) -> dict[str, Any]:
-    """The schema-1 event for a parsed postback's ``fields``.
+    """The schema-2 event for a parsed postback's ``fields``, its ``lifecycle`` ``None``.
 
     Raises :class:`NotAPostback` when ``origin`` or ``code`` is missing or empty.
     """
@@ -209,8 +225,21 @@ def normalize(fields: dict[str, Any], fmt: str, received_at: str) -> dict[str, A
     event["extra"] = {k: v for k, v in fields.items() if k not in KNOWN_FIELDS}
     event["format"] = fmt
     event["received_at"] = received_at
+    event["lifecycle"] = None
     event["event_id"] = event_id(event)
     return event
+
+
+def with_lifecycle(event: dict[str, Any], step: Step | None) -> dict[str, Any]:
+    """``event`` with its ``lifecycle`` set to ``step`` (``None``: no lifecycle), as a new dict
+    in the same key order; the id does not change (``lifecycle`` is not identity).
+
+    Raises :class:`ValueError` for a step given to an event without ``tracking_id``: such an
+    event has no lifecycle (contract section 4).
+    """
+    if step is not None and event.get("tracking_id") is None:
+        raise ValueError("an event without tracking_id has no lifecycle")
+    return {**event, "lifecycle": None if step is None else step.as_dict()}
 
 
 def _segment(value: str) -> str:
@@ -250,8 +279,49 @@ def parse_received_at(value: str) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """Where an event stands in its lifecycle (contract section 6): ``seq`` (higher is
+    later), the ``previous`` and ``current`` status, whether ``current`` is ``final``, and
+    whether this event is ``stale`` (it did not become ``current``)."""
+
+    seq: int
+    previous: str | None
+    current: str
+    final: bool
+    stale: bool
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Lifecycle:
+        if not isinstance(data, dict):
+            raise ValueError("an event's lifecycle is a JSON object or null")
+        missing = [key for key in LIFECYCLE_KEYS if key not in data]
+        if missing:
+            raise ValueError(f"lifecycle lacks {', '.join(missing)}")
+        seq, previous, current = data["seq"], data["previous"], data["current"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ValueError(f"lifecycle seq is a positive integer, not {seq!r}")
+        if not isinstance(current, str) or not (previous is None or isinstance(previous, str)):
+            raise ValueError("lifecycle previous and current are statuses")
+        if not isinstance(data["final"], bool) or not isinstance(data["stale"], bool):
+            raise ValueError("lifecycle final and stale are booleans")
+        return cls(seq, previous, current, data["final"], data["stale"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in LIFECYCLE_KEYS}
+
+
+# The schemas ``Event`` reads: schema 1 is schema 2 without ``lifecycle``.
+READABLE_SCHEMAS = frozenset({1, SCHEMA})
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """A schema-1 event as downstream Python code sees it: ``Event.from_json(message.body)``."""
+    """An event as downstream Python code sees it: ``Event.from_json(message.body)``.
+
+    Reads schema 2 and, for messages published before the upgrade (a queue's backlog, a
+    history replayed), schema 1, which has no ``lifecycle``: it reads as ``None``, and
+    ``to_dict`` gives it back without the key, as it was.
+    """
 
     schema: int
     event_id: str
@@ -283,15 +353,20 @@ class Event:
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = "json"
     received_at: str = ""
+    lifecycle: Lifecycle | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"unsupported event schema {data.get('schema')!r}")
-        missing = [key for key in EVENT_KEYS if key not in data]
+        schema = data.get("schema")
+        if isinstance(schema, bool) or schema not in READABLE_SCHEMAS:
+            raise ValueError(f"unsupported event schema {schema!r}")
+        keys = EVENT_KEYS if schema == SCHEMA else SCHEMA_1_KEYS
+        missing = [key for key in keys if key not in data]
         if missing:
             raise ValueError(f"event lacks {', '.join(missing)}")
-        values = {("from_" if key == "from" else key): data[key] for key in EVENT_KEYS}
+        values = {("from_" if key == "from" else key): data[key] for key in keys}
+        raw = data.get("lifecycle")
+        values["lifecycle"] = None if raw is None else Lifecycle.from_dict(raw)
         return cls(**values)
 
     @classmethod
@@ -302,17 +377,32 @@ class Event:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, "from_" if key == "from" else key) for key in EVENT_KEYS}
+        keys = EVENT_KEYS if self.schema == SCHEMA else SCHEMA_1_KEYS
+        out = {key: getattr(self, "from_" if key == "from" else key) for key in keys}
+        if "lifecycle" in out:
+            out["lifecycle"] = None if self.lifecycle is None else self.lifecycle.to_dict()
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
 
     @property
     def received(self) -> datetime:
         return parse_received_at(self.received_at)
 
+    @property
+    def stale(self) -> bool:
+        """Whether this event did not become its lifecycle's ``current`` (``False`` without
+        a lifecycle)."""
+        return self.lifecycle is not None and self.lifecycle.stale
+
 
 __all__ = [
     "EVENT_KEYS",
+    "LIFECYCLE_KEYS",
     "SCHEMA",
     "Event",
+    "Lifecycle",
     "NotAPostback",
     "amqp_headers",
     "event_id",
@@ -320,4 +410,5 @@ __all__ = [
     "received_at_now",
     "routing_key",
     "utc_timestamp",
+    "with_lifecycle",
 ]

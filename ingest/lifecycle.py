@@ -12,6 +12,8 @@ Every applied event gets a ``seq``, one more than the lifecycle's last, so a sub
 keeps the event with the highest ``seq`` per lifecycle holds the state these rules define.
 The stores (``worker.lifecycles``) apply :func:`apply` atomically; the Redis one runs the
 same rules as a script, and a test holds the two to each other.
+
+:func:`timed_out_event` builds the synthetic event a receipt timer publishes.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.event import EVENT_KEYS, SCHEMA, event_id
+
 TIMED_OUT = "timed_out"
 TIMEOUT_CODE = "TIMEOUT"
+# The ``format`` of a ``timed_out`` event: made by a timer, not received.
+TIMER_FORMAT = "timer"
 # Families whose lifecycles wait for a receipt: a timer is armed when one starts non-final.
 TIMER_FAMILIES = frozenset({"delivery", "discovery"})
 
@@ -60,9 +66,7 @@ def apply(state: State | None, status: str, final: bool) -> tuple[State, Step]:
     if state is None:
         return State(status, final, 1), Step(1, None, status, final, False)
     seq = state.seq + 1
-    takes_over = not state.final or (
-        state.current == TIMED_OUT and final and status != TIMED_OUT
-    )
+    takes_over = not state.final or (state.current == TIMED_OUT and final and status != TIMED_OUT)
     if takes_over:
         return State(status, final, seq), Step(seq, state.current, status, final, False)
     return (
@@ -88,3 +92,45 @@ def arms_timer(event: dict[str, Any], step: Step, dlr_timeout: int) -> bool:
         and not step.final
         and str(event["family"]) in TIMER_FAMILIES
     )
+
+
+# The named fields a ``timed_out`` event copies from its lifecycle's latest event.
+_COPIED = ("sent_as", "client_reference", "mms_id", "operator_id", "from", "to")
+
+
+def timed_out_event(
+    latest: dict[str, Any], first_event_id: str, after_seconds: int, made_at: str
+) -> dict[str, Any]:
+    """The synthetic ``timed_out`` event of a lifecycle still not final ``after_seconds``
+    (``DLR_TIMEOUT``) after its first event (contract section 6, Receipt timeouts).
+
+    ``latest`` is the lifecycle's latest event, ``first_event_id`` the id of its first,
+    ``made_at`` now as a ``received_at``. The id is the identity rule's, which leaves
+    ``received_at`` out: two timers of one lifecycle make one id, and the second is a
+    duplicate. ``lifecycle`` is ``None``: the worker sets it from the store's step.
+    Its routing key is ``ORIGIN.FAMILY.timed_out.timeout``.
+    """
+    event: dict[str, Any] = {key: None for key in EVENT_KEYS}
+    event.update(
+        schema=SCHEMA,
+        origin=latest["origin"],
+        code=TIMEOUT_CODE,
+        family=latest["family"],
+        status=TIMED_OUT,
+        final=True,
+        tracking_id=latest["tracking_id"],
+        content_files=[],
+        copy_to=[],
+        extra={
+            "after_seconds": str(after_seconds),
+            "last_code": str(latest["code"]),
+            "first_event_id": first_event_id,
+        },
+        format=TIMER_FORMAT,
+        received_at=made_at,
+        lifecycle=None,
+    )
+    for name in _COPIED:
+        event[name] = latest.get(name)
+    event["event_id"] = event_id(event)
+    return event

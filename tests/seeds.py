@@ -213,7 +213,7 @@ JSON_N003 = b"""\
 # ---------------------------------------------------------------------------------------
 
 EVENT_XML_N101_BINARY: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N101",
     "family": "delivery",
@@ -242,10 +242,11 @@ EVENT_XML_N101_BINARY: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_N101_HTML: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N101",
     "family": "delivery",
@@ -274,10 +275,11 @@ EVENT_XML_N101_HTML: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_N102_BINARY: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N102",
     "family": "delivery",
@@ -306,10 +308,11 @@ EVENT_XML_N102_BINARY: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_N102_HTML: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N102",
     "family": "delivery",
@@ -338,10 +341,11 @@ EVENT_XML_N102_HTML: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_E101: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "E101",
     "family": "delivery",
@@ -370,10 +374,11 @@ EVENT_XML_E101: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_E102: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "E102",
     "family": "delivery",
@@ -402,10 +407,11 @@ EVENT_XML_E102: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_N501: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N501",
     "family": "discovery",
@@ -434,10 +440,11 @@ EVENT_XML_N501: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_N502: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N502",
     "family": "discovery",
@@ -466,10 +473,11 @@ EVENT_XML_N502: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_N003: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N003",
     "family": "template",
@@ -498,10 +506,11 @@ EVENT_XML_N003: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_XML_E002: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "E002",
     "family": "template",
@@ -530,10 +539,11 @@ EVENT_XML_E002: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_JSON_N101: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N101",
     "family": "delivery",
@@ -562,10 +572,11 @@ EVENT_JSON_N101: dict[str, Any] = {
     "extra": {},
     "format": "json",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_JSON_N102: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N102",
     "family": "delivery",
@@ -594,10 +605,11 @@ EVENT_JSON_N102: dict[str, Any] = {
     "extra": {},
     "format": "json",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_JSON_E102: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "E102",
     "family": "delivery",
@@ -626,10 +638,11 @@ EVENT_JSON_E102: dict[str, Any] = {
     "extra": {},
     "format": "json",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 EVENT_JSON_N003: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MT",
     "code": "N003",
     "family": "template",
@@ -658,6 +671,7 @@ EVENT_JSON_N003: dict[str, Any] = {
     "extra": {},
     "format": "json",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 

@@ -289,3 +289,12 @@ def postback_json(code: str = "N102", tracking: str = "t-1", **extra: str) -> by
     fields = {"origin": "MMS_MT", "code": code, "tracking-id": tracking}
     fields.update({k.replace("_", "-"): v for k, v in extra.items()})
     return orjson.dumps(fields)
+
+
+def split_lifecycle(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``event`` without its ``lifecycle`` key, and that lifecycle, for comparing events that
+    went through a worker: the rest of the event is compared whole, the lifecycle on its own
+    (the worker fills it in from the lifecycle store). Fails when the key is missing."""
+    assert "lifecycle" in event, f"a schema-2 event has a lifecycle key: {sorted(event)}"
+    rest = {k: v for k, v in event.items() if k != "lifecycle"}
+    return rest, event["lifecycle"]

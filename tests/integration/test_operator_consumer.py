@@ -110,7 +110,7 @@ def test_event_from_json_round_trips_every_key() -> None:
     assert event.received.isoformat().endswith("+00:00")
 
 
-def test_event_from_json_ignores_keys_a_later_schema_1_adds() -> None:
+def test_event_from_json_ignores_keys_a_later_schema_2_adds() -> None:
     data = {**event_dict(), "added_later": 1}
     assert "added_later" not in Event.from_json(orjson.dumps(data)).to_dict()
 
@@ -119,11 +119,11 @@ def test_event_from_json_ignores_keys_a_later_schema_1_adds() -> None:
     ("body", "problem"),
     [
         (b"[1, 2]", "an event is a JSON object"),
-        (orjson.dumps({**event_dict(), "schema": 2}), "unsupported event schema 2"),
+        (orjson.dumps({**event_dict(), "schema": 3}), "unsupported event schema 3"),
         (orjson.dumps({k: v for k, v in event_dict().items() if k != "to"}), "event lacks to"),
     ],
 )
-def test_event_from_json_refuses_what_is_not_a_schema_1_event(body: bytes, problem: str) -> None:
+def test_event_from_json_refuses_what_is_not_a_schema_2_event(body: bytes, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         Event.from_json(body)
 

@@ -12,7 +12,7 @@ from ingest.event import normalize
 from ingest.postback import parse
 from tests.seeds import RECEIVED_AT as RECEIVED_AT
 
-# Every key of a schema-1 event, as the contract's table lists them.
+# Every key of a schema-2 event, as the contract's table lists them.
 CONTRACT_KEYS = (
     "schema",
     "event_id",
@@ -44,6 +44,7 @@ CONTRACT_KEYS = (
     "extra",
     "format",
     "received_at",
+    "lifecycle",
 )
 
 
@@ -55,8 +56,11 @@ def event_of(
 
 
 def expected_id(event: dict[str, Any]) -> str:
-    """SHA-256 of the event without event_id/format/received_at, as the contract defines."""
-    identity = {k: v for k, v in event.items() if k not in ("event_id", "format", "received_at")}
+    """SHA-256 of the event without event_id/format/received_at/lifecycle and with schema
+    counted as 1, as the contract defines."""
+    left_out = ("event_id", "format", "received_at", "lifecycle")
+    identity = {k: v for k, v in event.items() if k not in left_out}
+    identity["schema"] = 1
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -73,6 +77,6 @@ def blank_event(**values: Any) -> dict[str, Any]:
     every key out.
     """
     event: dict[str, Any] = {key: None for key in CONTRACT_KEYS if key != "event_id"}
-    event.update(schema=1, content_files=[], copy_to=[], extra={})
+    event.update(schema=2, content_files=[], copy_to=[], extra={})
     event.update({key.rstrip("_"): value for key, value in values.items()})
     return event

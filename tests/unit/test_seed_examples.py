@@ -3,7 +3,7 @@
 Bodies are copied verbatim from ``shared/seeds/000_*.txt`` (XML) and ``003_*.txt`` (JSON).
 Each expected event is written out in full, every key, with its id computed independently
 from the literal (SHA-256 of the compact, key-sorted JSON of the event without
-``event_id``, ``format`` and ``received_at``).
+``event_id``, ``format``, ``received_at`` and ``lifecycle``, ``schema`` counted as 1).
 """
 
 from __future__ import annotations
@@ -64,8 +64,11 @@ def test_seed_event_reads_back_through_the_event_class(
 
 def test_event_class_refuses_another_schema_and_incomplete_events() -> None:
     good = event_of(XML_N101_BINARY, "xml")
-    with pytest.raises(ValueError, match="schema"):
-        Event.from_json(orjson.dumps({**good, "schema": 2}))
+    for schema in (3, 0, None, "2", True):
+        with pytest.raises(ValueError, match="schema"):
+            Event.from_json(orjson.dumps({**good, "schema": schema}))
+    with pytest.raises(ValueError, match="lifecycle"):
+        Event.from_json(orjson.dumps({k: v for k, v in good.items() if k != "lifecycle"}))
     incomplete = {k: v for k, v in good.items() if k != "copy_to"}
     with pytest.raises(ValueError, match="copy_to"):
         Event.from_json(orjson.dumps(incomplete))
@@ -114,7 +117,7 @@ MO_JSON_ONE_FILE = b"""\
 }"""
 
 EVENT_MO_ONE_FILE: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MO",
     "code": "N401",
     "family": "inbound",
@@ -143,6 +146,7 @@ EVENT_MO_ONE_FILE: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 MO_XML_GROUP = b"""\
@@ -183,7 +187,7 @@ MO_JSON_GROUP = b"""\
 }"""
 
 EVENT_MO_GROUP: dict[str, Any] = {
-    "schema": 1,
+    "schema": 2,
     "origin": "MMS_MO",
     "code": "N401",
     "family": "inbound",
@@ -216,6 +220,7 @@ EVENT_MO_GROUP: dict[str, Any] = {
     "extra": {},
     "format": "xml",
     "received_at": RECEIVED_AT,
+    "lifecycle": None,
 }
 
 MO_CASES = [
