@@ -190,8 +190,11 @@ async def drain_events(namespace: str, queue: str) -> list[dict[str, Any]]:
 
 
 def expected_event_id(event: dict[str, Any]) -> str:
-    """The contract's identity, computed here independently of the project's code."""
-    identity = {k: v for k, v in event.items() if k not in ("event_id", "format", "received_at")}
+    """The contract's identity, computed here independently of the project's code: the event
+    without event_id/format/received_at/lifecycle, schema counted as 1."""
+    left_out = ("event_id", "format", "received_at", "lifecycle")
+    identity = {k: v for k, v in event.items() if k not in left_out}
+    identity["schema"] = 1
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
