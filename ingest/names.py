@@ -40,6 +40,11 @@ class Names:
         return f"{self.namespace}.sub.{name}"
 
     @property
+    def history(self) -> str:
+        """The stream of every event (only with ``HISTORY_MAX_AGE`` set)."""
+        return f"{self.namespace}.history"
+
+    @property
     def timers(self) -> str:
         """Receipt timers that are due (dead-lettered from :meth:`waiting`): workers consume it."""
         return f"{self.namespace}.timers"

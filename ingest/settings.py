@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ingest.history import DEFAULT_MAX_BYTES, MAX_BYTES_LIMIT, History, check_max_age
 from ingest.names import NAMESPACE, Names
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,6 +54,18 @@ OPTIONS: tuple[Option, ...] = (
         "seconds without a final status before a timed_out event (0: off; below DEDUP_TTL)",
     ),
     Option("WORKER_METRICS_PORT", "--metrics-port", "9101", "worker /metrics and /healthz"),
+    Option(
+        "HISTORY_MAX_AGE",
+        "--history-max-age",
+        None,
+        "keep every event in the stream NS.history this long (x-max-age: 7D, 12h); unset: none",
+    ),
+    Option(
+        "HISTORY_MAX_BYTES",
+        "--history-max-bytes",
+        str(DEFAULT_MAX_BYTES),
+        "the most NS.history keeps, in bytes (oldest segments go first)",
+    ),
     Option("LOG_LEVEL", "--log-level", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
 BY_VARIABLE = {opt.variable: opt for opt in OPTIONS}
@@ -76,6 +89,8 @@ class Settings:
     dlr_timeout: int = 259200
     metrics_port: int = 9101
     log_level: str = "INFO"
+    history_max_age: str | None = None
+    history_max_bytes: int = DEFAULT_MAX_BYTES
     names: Names = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +100,13 @@ class Settings:
     def amqp_urls(self) -> tuple[str, ...]:
         """The broker's nodes: ``AMQP_URL`` split at its commas."""
         return split_urls(self.amqp_url)
+
+    @property
+    def history(self) -> History | None:
+        """The retention of ``NS.history``; ``None`` without ``HISTORY_MAX_AGE``: no history."""
+        if self.history_max_age is None:
+            return None
+        return History(self.history_max_age, self.history_max_bytes)
 
     @classmethod
     def load(
@@ -126,6 +148,10 @@ class Settings:
             dlr_timeout=_dlr_timeout(required("DLR_TIMEOUT"), dedup_ttl),
             metrics_port=_port("WORKER_METRICS_PORT", required("WORKER_METRICS_PORT")),
             log_level=_log_level(required("LOG_LEVEL")),
+            history_max_age=_optional(raw("HISTORY_MAX_AGE"), _history_max_age),
+            history_max_bytes=_integer(
+                "HISTORY_MAX_BYTES", required("HISTORY_MAX_BYTES"), 1, MAX_BYTES_LIMIT
+            ),
         )
 
     def effective(self) -> dict[str, str | None]:
@@ -145,6 +171,8 @@ class Settings:
             "DLR_TIMEOUT": str(self.dlr_timeout),
             "WORKER_METRICS_PORT": str(self.metrics_port),
             "LOG_LEVEL": self.log_level,
+            "HISTORY_MAX_AGE": self.history_max_age,
+            "HISTORY_MAX_BYTES": str(self.history_max_bytes),
         }
         return values
 
@@ -329,3 +357,10 @@ def _log_level(value: str) -> str:
     if level not in LOG_LEVELS:
         raise BadSetting("LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}, not {value!r}")
     return level
+
+
+def _history_max_age(value: str) -> str:
+    try:
+        return check_max_age(value)
+    except ValueError as exc:
+        raise BadSetting("HISTORY_MAX_AGE", str(exc)) from None

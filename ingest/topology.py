@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pamqp.common import Arguments
 
+from ingest.history import History
 from ingest.names import DELIVERY_LIMIT, Names
+from ingest.settings import BadSetting
 
 QUORUM: Arguments = {"x-queue-type": "quorum"}
 
@@ -45,11 +49,56 @@ async def declare_events(channel: AbstractChannel, names: Names) -> AbstractExch
     )
 
 
-async def declare(channel: AbstractChannel, names: Names) -> None:
-    """Every exchange and queue of the contract (quarantine first: intake dead-letters there)."""
+async def declare(channel: AbstractChannel, names: Names, history: History | None = None) -> None:
+    """Every exchange and queue of the contract (quarantine first: intake dead-letters there);
+    with ``history`` (``HISTORY_MAX_AGE`` set) the stream ``NS.history`` too."""
     await declare_queue(channel, names.quarantine)
     await declare_intake(channel, names)
-    await declare_events(channel, names)
+    events = await declare_events(channel, names)
+    if history is not None:
+        await declare_history(channel, names, history, events)
+
+
+# Which setting gives each stream argument, for the line a changed retention prints.
+HISTORY_VARIABLES = {
+    "x-max-age": "HISTORY_MAX_AGE",
+    "x-max-length-bytes": "HISTORY_MAX_BYTES",
+    "x-queue-type": "HISTORY_MAX_AGE",
+}
+
+
+async def declare_history(
+    channel: AbstractChannel, names: Names, history: History, events: AbstractExchange
+) -> AbstractQueue:
+    """``NS.history``: a stream with the retention of ``history``, bound to ``NS.events``
+    with ``#``, so every event published is appended, same body and properties.
+
+    RabbitMQ cannot change a stream's arguments: a redeclare with others is answered
+    PRECONDITION_FAILED (and the channel closed). That is raised as :class:`BadSetting`
+    naming the variable behind the argument that differs."""
+    try:
+        queue = await channel.declare_queue(
+            names.history, durable=True, arguments=history.arguments
+        )
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        raise history_mismatch(names, history, exc) from None
+    await queue.bind(events, routing_key="#")
+    return queue
+
+
+def history_mismatch(names: Names, history: History, exc: BaseException) -> BadSetting:
+    text = str(exc)
+    argument = next((arg for arg in HISTORY_VARIABLES if f"'{arg}'" in text), "x-max-age")
+    variable = HISTORY_VARIABLES[argument]
+    wanted = (history.arguments or {})[argument]
+    found = re.search(r"current is (?:the value )?('[^']*'|none)", text)
+    current = found.group(1) if found else "other arguments"
+    return BadSetting(
+        variable,
+        f"{names.history} exists with {argument} {current}, not {wanted!r}; RabbitMQ cannot "
+        f"change a stream's arguments: set {variable} back, or delete {names.history} "
+        "(and its events) to start a new history",
+    )
 
 
 async def subscribe(

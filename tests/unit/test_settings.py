@@ -216,6 +216,8 @@ def test_effective_configuration_of_the_defaults() -> None:
         "DLR_TIMEOUT": "259200",
         "WORKER_METRICS_PORT": "9101",
         "LOG_LEVEL": "INFO",
+        "HISTORY_MAX_AGE": None,
+        "HISTORY_MAX_BYTES": "20000000000",
     }
 
 
