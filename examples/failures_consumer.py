@@ -102,7 +102,7 @@ async def consume(
             async with message.process(requeue=False):  # acks on success
                 try:
                     event = Event.from_json(message.body)
-                except ValueError as exc:  # not a schema-1 event: say so, do not loop on it
+                except ValueError as exc:  # not an event this code reads: say so, do not loop on it
                     print(f"skipped message {message.message_id}: {exc}", file=sys.stderr)
                     return
                 out.write(describe(event, message.redelivered or False) + "\n")
