@@ -232,7 +232,7 @@ class IntakePublisher:
         self._connection = connection
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            await topology.declare(channel, self.settings.names)
+            await topology.declare(channel, self.settings.names, self.settings.history)
             on_close = self._on_close(lost)
             connection.close_callbacks.add(on_close)
             channel.close_callbacks.add(on_close)

@@ -20,7 +20,7 @@ from ingest.app import IN_FLIGHT, ReceiverRunner
 from ingest.app import create_app as create_receiver
 from ingest.names import check_subscription
 from ingest.settings import OPTIONS, BadSetting, Settings, check_spool_dir
-from worker import entry, stats, tools
+from worker import entry, history, stats, tools
 from worker.dedup import open_store
 from worker.http import create_app as create_worker_http
 from worker.metrics import WorkerMetrics
@@ -86,6 +86,37 @@ def _parser() -> argparse.ArgumentParser:
         default="json",
         dest="output",
         help="json: each event as sent, one a line (default); human: one readable line each",
+    )
+    tail.add_argument(
+        "--since",
+        metavar="TIME",
+        help="first print the history's events received since TIME (ISO 8601, UTC if no "
+        "offset; needs NS.history), then go on live",
+    )
+    backfill = commands.add_parser(
+        "backfill",
+        parents=[common],
+        help="deliver to NS.sub.NAME the events of the history it missed",
+    )
+    backfill.add_argument("name", metavar="NAME")
+    backfill.add_argument(
+        "--since", metavar="TIME", required=True, help="ISO 8601, UTC if no offset"
+    )
+    backfill.add_argument(
+        "--until", metavar="TIME", help="ISO 8601, UTC if no offset (default: now)"
+    )
+    backfill.add_argument(
+        "patterns",
+        metavar="PATTERN",
+        nargs="*",
+        help="routing-key patterns (default: the bindings NS.sub.NAME has now, read from the "
+        "management API)",
+    )
+    backfill.add_argument(
+        "--management-url",
+        metavar="URL",
+        help="RabbitMQ management API to read NS.sub.NAME's bindings from (default: the "
+        "AMQP host, port 15672, the AMQP credentials)",
     )
     stats = commands.add_parser(
         "stats", parents=[common], help="queue depths, consumers, rates, quarantine size"
@@ -278,8 +309,25 @@ def run_both(argv: Sequence[str]) -> int:
     return 2 if failed == 2 else 1
 
 
-async def _tail(settings: Settings, pattern: str, output: str) -> None:
-    await tools.tail(settings, pattern, output, _stop_event())
+async def _tail(settings: Settings, pattern: str, output: str, since: str | None) -> None:
+    if since is None:
+        await history.declare_at_start(settings)
+        await tools.tail(settings, pattern, output, _stop_event())
+        return
+    start = history.parse_time(since, "--since")
+    await history.tail_since(settings, pattern, start, output, _stop_event())
+
+
+async def _backfill(settings: Settings, args: argparse.Namespace) -> history.Outcome:
+    since = history.parse_time(args.since, "--since")
+    until = history.parse_time(args.until, "--until") if args.until else None
+    try:
+        check_subscription(settings.names, args.name, list(args.patterns))
+    except ValueError as exc:
+        raise history.Refused(str(exc)) from None
+    return await history.backfill(
+        settings, args.name, since, until, args.patterns, args.management_url, stop=_stop_event()
+    )
 
 
 def _stats(settings: Settings, args: argparse.Namespace, interval: float) -> None:
@@ -288,8 +336,14 @@ def _stats(settings: Settings, args: argparse.Namespace, interval: float) -> Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # A backfill's PATTERNs may follow its options (argparse takes positionals only before).
+    args, extra = parser.parse_known_args(argv)
     command: str = args.command
+    if extra and (command != "backfill" or any(item.startswith("-") for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.patterns = [*args.patterns, *extra]
     try:
         settings = _settings(args)
         if command in ("run", "receive") and settings.spool_dir is not None:
@@ -303,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(settings.log_level)
     if entry.stop_requested():
         return 0  # asked to stop before it began: nothing was done
-    if command not in ("run", "receive", "work", "tail"):
+    if command not in ("run", "receive", "work", "tail", "backfill"):
         # The one-shot commands install no handlers of their own: signals act as usual.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -314,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     _use_uvloop()
     try:
+        if command in ("receive", "work"):
+            asyncio.run(history.declare_at_start(settings))
         if command == "receive":
             asyncio.run(receive(settings))
         elif command == "work":
@@ -338,9 +394,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             verb = "would move" if args.dry_run else "moved"
             print(f"{verb} {moved} postback message(s) from quarantine to intake")
         elif command == "tail":
-            asyncio.run(_tail(settings, args.pattern, args.output))
+            asyncio.run(_tail(settings, args.pattern, args.output, args.since))
         elif command == "stats":
             _stats(settings, args, interval)
+        elif command == "backfill":
+            outcome = asyncio.run(_backfill(settings, args))
+            print(
+                f"read {outcome.read} event(s) of the history, delivered {outcome.delivered} to "
+                f"{settings.names.subscriber(args.name)}"
+            )
+    except history.Refused as exc:
+        print(f"postbacks: error: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"postbacks: error: {exc}", file=sys.stderr)
         return 2

@@ -124,7 +124,8 @@ async def _ask_management(url: str | None, vhost: str, namespace: str, events: s
     try:
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             columns = (
-                "name,messages_ready,messages_unacknowledged,consumers,message_stats,leader,node"
+                "name,messages_ready,messages_unacknowledged,consumers,message_stats,leader,node,"
+                "messages,arguments"
             )
             async with session.get(f"{base}/api/queues/{v}", params={"columns": columns}) as r:
                 if r.status != 200:
@@ -304,4 +305,8 @@ def render(report: Report) -> str:
 
 
 async def report(settings: Settings, management: str | None = None, interval: float = 1.0) -> str:
-    return render(await collect(settings, management, interval))
+    from worker import history  # it uses this module's management helpers
+
+    found = await collect(settings, management, interval)
+    lines = await history.stats_lines(settings, found.management.queues, found.management.reachable)
+    return render(found) + "\n" + "\n".join(lines)

@@ -25,7 +25,7 @@ log = logging.getLogger("postbacks.tools")
 async def declare_topology(settings: Settings) -> None:
     async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel()
-        await topology.declare(channel, settings.names)
+        await topology.declare(channel, settings.names, settings.history)
 
 
 async def subscribe(settings: Settings, name: str, patterns: list[str]) -> str:
@@ -33,7 +33,7 @@ async def subscribe(settings: Settings, name: str, patterns: list[str]) -> str:
         raise ValueError(f"subscriber name must be letters, digits, '_', '-', '.': {name!r}")
     async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel()
-        await topology.declare(channel, settings.names)
+        await topology.declare(channel, settings.names, settings.history)
         queue = await topology.subscribe(channel, settings.names, name, patterns)
         return queue.name
 
@@ -145,7 +145,7 @@ async def replay(
     selection = Selection(match, limit)
     async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel(publisher_confirms=False)
-        await topology.declare(channel, names)
+        await topology.declare(channel, names, settings.history)
         held = await channel.declare_queue(names.quarantine, passive=True)
         total = held.declaration_result.message_count or 0
         if dry_run:

@@ -110,7 +110,7 @@ class Worker:
         connection.close_callbacks.add(on_close)
         channel = await connection.channel(publisher_confirms=False)
         channel.close_callbacks.add(on_close)
-        await topology.declare(channel, self.names)
+        await topology.declare(channel, self.names, self.settings.history)
         events = await topology.declare_events(channel, self.names)
         queue = await topology.declare_intake(channel, self.names)
         await channel.set_qos(prefetch_count=PREFETCH)
