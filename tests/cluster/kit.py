@@ -90,6 +90,28 @@ class Processes:
     def close(self) -> None:
         self.stack.close()
 
+    def queues(self) -> str:
+        """``list_queues`` of this namespace on the first node that answers: messages,
+        ready, unacked, leader, online members."""
+        for node in self.rabbit.nodes:
+            if not port_open(node.port):
+                continue
+            done = self.rabbit.ctl(
+                node.index,
+                "list_queues",
+                "name",
+                "messages",
+                "messages_ready",
+                "messages_unacknowledged",
+                "leader",
+                "online",
+                timeout=30,
+            )
+            if done.returncode == 0:
+                lines = done.stdout.splitlines()
+                return "\n".join(line for line in lines if line.startswith(self.namespace))
+        return "(no node could list queues)"
+
     def logs(self, tail: int = 4000) -> str:
         return "\n".join(
             f"--- {s.role} pid {s.proc.pid} ---\n{s.proc.output()[-tail:]}" for s in self.services

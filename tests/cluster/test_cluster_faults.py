@@ -135,7 +135,12 @@ async def _settle(
             answering=f"{max(answering):.1f} s",
         )
     )
-    logs = procs.logs()
+    published = [await metric_sum(w, "postbacks_events_total") for w in run.workers]
+    dropped = [await metric_sum(w, "postbacks_duplicates_dropped_total") for w in run.workers]
+    logs = (
+        f"workers' postbacks_events_total {published}, postbacks_duplicates_dropped_total "
+        f"{dropped}; queues:\n{await asyncio.to_thread(procs.queues)}\n{procs.logs()}"
+    )
     for service in run.services:
         assert service.alive(), f"{service.role} died:\n{service.proc.output()[-3000:]}"
     assert set(counts) <= {200, 503}, counts
