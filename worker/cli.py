@@ -20,10 +20,10 @@ from ingest.app import IN_FLIGHT, ReceiverRunner
 from ingest.app import create_app as create_receiver
 from ingest.names import check_subscription
 from ingest.settings import OPTIONS, BadSetting, Settings, check_spool_dir
-from worker import entry, history, stats, tools
-from worker.dedup import open_store
+from worker import entry, history, stats, status, tools
 from worker.http import create_app as create_worker_http
 from worker.metrics import WorkerMetrics
+from worker.stores import open_stores
 from worker.worker import Worker
 
 log = logging.getLogger("postbacks")
@@ -117,6 +117,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="RabbitMQ management API to read NS.sub.NAME's bindings from (default: the "
         "AMQP host, port 15672, the AMQP credentials)",
+    )
+    status_cmd = commands.add_parser(
+        "status", parents=[common], help="the lifecycles of one tracking id (needs REDIS_URL)"
+    )
+    status_cmd.add_argument("tracking_id", metavar="TRACKING_ID")
+    status_cmd.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        dest="output",
+        help="table: readable (default); json: for scripts",
     )
     stats = commands.add_parser(
         "stats", parents=[common], help="queue depths, consumers, rates, quarantine size"
@@ -235,8 +246,8 @@ async def receive(settings: Settings) -> None:
 
 async def work(settings: Settings) -> None:
     stop = _stop_event()
-    store = open_store(settings.redis_url, settings.dedup_ttl, settings.namespace)
-    worker = Worker(settings, store, WorkerMetrics())
+    stores = open_stores(settings)
+    worker = Worker(settings, stores.dedup, WorkerMetrics(), stores.lifecycles)
     runner = web.AppRunner(create_worker_http(worker), access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.metrics_port, reuse_address=True)
@@ -259,7 +270,7 @@ async def work(settings: Settings) -> None:
     except TimeoutError:
         log.warning("worker did not finish in time; unacked messages return to the queue")
     await runner.cleanup()
-    await store.close()
+    await stores.close()
     log.info("worker stopped", extra={"published": worker.published})
 
 
@@ -403,6 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"read {outcome.read} event(s) of the history, delivered {outcome.delivered} to "
                 f"{settings.names.subscriber(args.name)}"
             )
+        elif command == "status":
+            try:
+                found = asyncio.run(status.lifecycles_of(settings, args.tracking_id))
+            except status.Unknown as exc:
+                print(f"postbacks: {exc}", file=sys.stderr)
+                return 1
+            print(status.as_json(found) if args.output == "json" else status.as_table(found))
     except history.Refused as exc:
         print(f"postbacks: error: {exc}", file=sys.stderr)
         return 1

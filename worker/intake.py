@@ -61,6 +61,7 @@ class Batch:
     poison: list[Poison] = field(default_factory=list)
     retry: list[AbstractIncomingMessage] = field(default_factory=list)
     adopted: list[Adopted] = field(default_factory=list)
+    timers: list[aio_pika.Message] = field(default_factory=list)  # receipt timers to arm
     postbacks: int = 0
 
     @property

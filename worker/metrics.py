@@ -31,6 +31,30 @@ class WorkerMetrics:
             "subscribers may see this event id twice (same message_id).",
             registry=r,
         )
+        self.lifecycle_seconds = Histogram(
+            "postbacks_lifecycle_seconds",
+            "Latency of one lifecycle-store round trip (a batch's steps).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stale = Counter(
+            "postbacks_stale_events",
+            "Events published as stale: their lifecycle was already final (an N101 after "
+            "its N102, say).",
+            registry=r,
+        )
+        self.timeouts = Counter(
+            "postbacks_timeouts",
+            "timed_out events published: lifecycles with no final status DLR_TIMEOUT "
+            "seconds after their first event, by family.",
+            ["family"],
+            registry=r,
+        )
+        self.timers_pending = Gauge(
+            "postbacks_timers_pending_messages",
+            "Receipt timers waiting for their DLR_TIMEOUT, as this worker last saw it.",
+            registry=r,
+        )
         self.quarantined = Counter(
             "postbacks_quarantined",
             "Postbacks moved to the quarantine queue, by kind (invalid: not a postback; "

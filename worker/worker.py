@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aio_pika
+import orjson
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -23,14 +26,17 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractTransaction,
 )
+from prometheus_client import Histogram
 from redis.exceptions import RedisError
 
-from ingest import broker, topology
+from ingest import broker, lifecycle, topology
 from ingest.settings import Settings
 from worker import quarantine
 from worker.dedup import DedupStore, Verdict
-from worker.intake import Batch, postback_count, prepare
+from worker.intake import Batch, Item, postback_count, prepare
+from worker.lifecycles import Change, LifecycleStore, MemoryLifecycles
 from worker.metrics import WorkerMetrics
+from worker.timers import TimerConsumer, arm
 from worker.transform import Outgoing, describe
 
 log = logging.getLogger("postbacks.worker")
@@ -40,6 +46,9 @@ MAX_BATCH_MESSAGES = PREFETCH // 2  # so the next batch is delivered while one c
 MAX_BATCH_POSTBACKS = 2048  # postbacks per transaction
 STOP_GRACE = 8.0  # seconds to finish what was already delivered when asked to stop
 KNOWN_ORIGINS = frozenset({"MMS_MT", "MMS_MO"})  # other origins are counted as "other"
+
+
+T = TypeVar("T")
 
 
 class _GiveUp(Exception):
@@ -59,10 +68,17 @@ _describe = describe
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: DedupStore, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: DedupStore,
+        metrics: WorkerMetrics,
+        lifecycles: LifecycleStore | None = None,
+    ) -> None:
         self.settings = settings
         self.names = settings.names
         self.store = store
+        self.lifecycles = lifecycles or MemoryLifecycles(settings.dedup_ttl)
         self.metrics = metrics
         self.problems: dict[str, str | None] = {"broker": "not connected yet"}
         if settings.redis_url:
@@ -122,6 +138,16 @@ class Worker:
 
         consumer_tag = await queue.consume(deliver)
         self._problem("broker", None)
+        await topology.declare_timers(channel, self.names, self.settings.dlr_timeout)
+        timer_task = asyncio.create_task(TimerConsumer(self).run(connection))
+
+        def timers_ended(task: asyncio.Task[None]) -> None:
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                log.warning("receipt timers stopped", extra={"error": _describe(failure)})
+                on_close()  # the session ends and comes back with a fresh connection
+
+        timer_task.add_done_callback(timers_ended)
         depth_task = asyncio.create_task(self._watch_depth(connection))
         stop_waiter = asyncio.create_task(self._wake_on_stop(inbox))
         # The commit of one batch overlaps parsing and deduplicating the next: it is awaited
@@ -165,6 +191,7 @@ class Worker:
         finally:
             depth_task.cancel()
             stop_waiter.cancel()
+            timer_task.cancel()
             if committing is not None:
                 committing[0].cancel()
                 with contextlib.suppress(BaseException):
@@ -241,7 +268,32 @@ class Worker:
         batch = prepare(group)
         claims = batch.claims
         fresh = await self._claim(claims) if claims else []
+        chosen = [item for item, verdict in zip(batch.events, fresh, strict=True) if verdict]
+        await self.lifecycle_step(chosen, batch.timers)
         return batch, fresh
+
+    async def lifecycle_step(self, items: list[Item], timers: list[aio_pika.Message]) -> None:
+        """Apply each event to its lifecycle (one store round trip for the batch), write
+        the step into the event, and arm a receipt timer for each lifecycle that starts
+        waiting for a receipt."""
+        changes, targets = [], []
+        for item in items:
+            key = lifecycle.key(item.out.event)
+            if key is not None:
+                changes.append(Change.of(item.out.event, key))
+                targets.append(item)
+        if not changes:
+            return
+        steps = await self.wait_for_store(
+            lambda: self.lifecycles.step(changes), self.metrics.lifecycle_seconds
+        )
+        timeout = self.settings.dlr_timeout
+        for item, step in zip(targets, steps, strict=True):
+            assert step is not None
+            event = {**item.out.event, "lifecycle": step.as_dict()}
+            item.out = dataclasses.replace(item.out, event=event, body=orjson.dumps(event))
+            if lifecycle.arms_timer(event, step, timeout):
+                timers.append(arm(event, timeout))
 
     async def _publish(
         self,
@@ -280,6 +332,9 @@ class Worker:
             published.append(out)
             claimed.append((out.event_id, item.mark))
         default = channel.default_exchange
+        waiting = self.names.waiting(self.settings.dlr_timeout)
+        for timer in batch.timers:
+            await default.publish(timer, routing_key=waiting, mandatory=False)
         for rejected in batch.rejected:
             await default.publish(
                 quarantine.postback(rejected.record, rejected.reason),
@@ -314,6 +369,9 @@ class Worker:
             origin = event["origin"] if event["origin"] in KNOWN_ORIGINS else "other"
             self.metrics.events.labels(origin, event["family"], event["status"]).inc()
             self.metrics.processing_seconds.observe(max(0.0, now - out.timestamp.timestamp()))
+            step = event.get("lifecycle")
+            if step is not None and step["stale"]:
+                self.metrics.stale.inc()
         self.metrics.duplicates.inc(len(batch.events) - len(published))
         self.metrics.republished.inc(done.republished)
         if batch.rejected:
@@ -323,13 +381,21 @@ class Worker:
         self.published += len(published)
 
     async def _claim(self, claims: list[tuple[str, str]]) -> list[Verdict]:
-        """Ask the dedup store, waiting for it as long as it is down (nothing is acked
+        """Ask the dedup store (waiting for it while it is down)."""
+        return await self.wait_for_store(
+            lambda: self.store.claim(claims), self.metrics.dedup_seconds
+        )
+
+    async def wait_for_store(
+        self, call: Callable[[], Awaitable[T]], latency: Histogram | None = None
+    ) -> T:
+        """``call()`` against Redis, waiting for it as long as it is down (nothing is acked
         meanwhile, so nothing is lost); give up only when asked to stop."""
         delay = 0.1
         while True:
             started = time.perf_counter()
             try:
-                fresh = await self.store.claim(claims)
+                answer = await call()
             except (RedisError, OSError) as exc:
                 if "redis" in self.problems:
                     self._problem("redis", f"redis unreachable: {_describe(exc)}")
@@ -339,10 +405,11 @@ class Worker:
                     await asyncio.wait_for(self.stopping.wait(), delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            self.metrics.dedup_seconds.observe(time.perf_counter() - started)
+            if latency is not None:
+                latency.observe(time.perf_counter() - started)
             if "redis" in self.problems and self.problems["redis"] is not None:
                 self._problem("redis", None)
-            return fresh
+            return answer
 
     async def _watch_depth(self, connection: AbstractConnection) -> None:
         """Keep ``postbacks_intake_queue_messages`` current; also notices Redis recovering
@@ -355,6 +422,10 @@ class Worker:
                 self.metrics.intake_depth.set(count or 0)
                 held = await channel.declare_queue(self.names.quarantine, passive=True)
                 self.metrics.quarantine_depth.set(held.declaration_result.message_count or 0)
+                if self.settings.dlr_timeout > 0:
+                    waiting = self.names.waiting(self.settings.dlr_timeout)
+                    timers = await channel.declare_queue(waiting, passive=True)
+                    self.metrics.timers_pending.set(timers.declaration_result.message_count or 0)
             except Exception:  # the channel dies with the connection: the session ends too
                 return
             if "redis" in self.problems:

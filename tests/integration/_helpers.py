@@ -36,8 +36,8 @@ from tests.support import (
     take_all,
     wait_http,
 )
-from worker.dedup import open_store
 from worker.metrics import WorkerMetrics
+from worker.stores import open_stores
 from worker.worker import Worker
 
 RABBIT_PORT = 5672
@@ -90,8 +90,8 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     if settings.redis_url is None:
         settings = dataclasses.replace(settings, redis_url=REDIS_URL)
     assert settings.redis_url is not None
-    store = open_store(settings.redis_url, settings.dedup_ttl, settings.namespace)
-    running = Worker(settings, store, WorkerMetrics())
+    stores = open_stores(settings)
+    running = Worker(settings, stores.dedup, WorkerMetrics(), stores.lifecycles)
     task = asyncio.create_task(running.run())
     try:
         async with asyncio.timeout(15):
@@ -106,7 +106,7 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
             await asyncio.wait_for(task, 15)
         except TimeoutError:
             task.cancel()
-        await store.close()
+        await stores.close()
 
 
 @dataclass
