@@ -1,1 +1,1 @@
-"""Workers: turn accepted postbacks into deduplicated schema-2 events, each with its lifecycle step."""
+"""Workers: turn accepted postbacks into deduplicated schema-2 events with their lifecycle."""
