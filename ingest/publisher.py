@@ -41,6 +41,12 @@ MAX_BATCH_BYTES = 1 << 20
 MAX_IN_FLIGHT = 1
 
 
+# A batch the broker refused, or that its node lost, is published again after RETRY_PAUSE
+# seconds while its oldest postback has more than RETRY_MARGIN seconds left of its confirm
+# timeout; then it is answered 503 (or spooled).
+RETRY_PAUSE, RETRY_MARGIN = 0.25, 0.5
+
+
 class Unavailable(Exception):
     """The broker cannot take the postback now: answer 503."""
 
@@ -166,12 +172,22 @@ class IntakePublisher:
 
     async def _publish(self, batch: list[_Pending]) -> None:
         started = time.monotonic()
-        try:
-            # The oldest postback comes first: its deadline bounds the whole batch.
-            await self.send([p.record for p in batch], batch[0].deadline - started)
-        except Exception as exc:  # any failure means "not confirmed"
-            await self._fallback(batch, exc)
-            return
+        records = [p.record for p in batch]
+        deadline = batch[0].deadline  # the oldest postback comes first: it bounds the batch
+        while True:
+            try:
+                await self.send(records, deadline - time.monotonic())
+                break
+            except Exception as exc:  # any failure means "not confirmed" (yet)
+                # On a cluster a refusal or a lost node is often over within seconds (a
+                # quorum queue electing a new leader nacks meanwhile; the link goes on to
+                # the next node): try again while the oldest postback can still wait.
+                # Publishing twice is safe: a second copy's events are dropped as duplicates.
+                if deadline - time.monotonic() < RETRY_MARGIN + RETRY_PAUSE:
+                    await self._fallback(batch, exc)
+                    return
+                log.info("batch not confirmed, publishing again", extra={"error": _describe(exc)})
+                await asyncio.sleep(RETRY_PAUSE)
         if self.on_batch is not None:
             self.on_batch(len(batch), time.monotonic() - started)
         # Answered one step later: the lane first hands the next batch to the connection's

@@ -11,7 +11,15 @@ import time
 from tests.integration.test_operator_stats import cli
 from tests.support import Subscriber, http_session, post, postback_xml
 
-from ._helpers import TcpProxy, closed_port_url, pipeline, receiver, settings_for, worker
+from ._helpers import (
+    TcpProxy,
+    closed_port_url,
+    intake_records,
+    pipeline,
+    receiver,
+    settings_for,
+    worker,
+)
 
 
 async def _started(*proxies: TcpProxy) -> None:
@@ -113,3 +121,37 @@ async def test_a_one_shot_command_refused_or_unreachable_says_why_in_one_line(
             assert lines[0].startswith("postbacks: error: AMQP_URL"), lines
             assert words in lines[0], (name, lines)
             assert "guest:wrong" not in err  # the password is masked
+
+
+async def test_a_postback_whose_node_dies_before_its_confirm_is_published_again_and_gets_200(
+    namespace: str,
+) -> None:
+    """The node takes the publish and dies before it confirms: the receiver does not answer
+    503 at once but publishes the batch again through the next node while the confirm
+    timeout allows, and answers 200 once that is confirmed."""
+    proxies = [TcpProxy(), TcpProxy()]
+    await _started(*proxies)
+    settings = settings_for(
+        namespace, amqp_url=",".join(p.url for p in proxies), confirm_timeout=5.0
+    )
+    try:
+        async with receiver(settings) as url, http_session() as session:
+            used = _in_use(proxies)
+            used.freeze()  # the publish goes in, no confirm comes back
+
+            async def die_soon() -> None:
+                await asyncio.sleep(0.5)
+                await used.close()
+
+            dying = asyncio.create_task(die_soon())
+            started = time.monotonic()
+            status = (await post(session, f"{url}/postbacks", postback_xml("N102", "again")))[0]
+            took = time.monotonic() - started
+            await dying
+    finally:
+        for proxy in proxies:
+            await proxy.close()
+    assert status == 200
+    assert 0.5 < took < 4.5, took
+    records = await intake_records(namespace)
+    assert [r.body for r in records].count(postback_xml("N102", "again")) >= 1
