@@ -169,7 +169,10 @@ async def collect(
         QueueRow(names.intake, "intake"),
         QueueRow(names.quarantine, "quarantine"),
         QueueRow(names.unrouted, "unrouted"),
+        QueueRow(names.timers, "timers-due"),
     ]
+    if settings.dlr_timeout > 0:  # receipt timers waiting out DLR_TIMEOUT
+        rows.append(QueueRow(names.waiting(settings.dlr_timeout), "timers"))
     async with broker.session(settings.amqp_urls) as connection:
         first = {row.name: await _depth(connection, row.name) for row in rows}
         started = time.monotonic()

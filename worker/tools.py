@@ -26,6 +26,7 @@ async def declare_topology(settings: Settings) -> None:
     async with broker.session(settings.amqp_urls) as connection:
         channel = await connection.channel()
         await topology.declare(channel, settings.names, settings.history)
+        await topology.declare_timers(channel, settings.names, settings.dlr_timeout)
 
 
 async def subscribe(settings: Settings, name: str, patterns: list[str]) -> str:
