@@ -18,7 +18,6 @@ attaches ``SKEW`` seconds before ``--since``, keeps the events whose ``received_
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
 import sys
@@ -28,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import aio_pika
 import aiohttp
@@ -171,14 +170,7 @@ async def subscriber_patterns(settings: Settings, queue: str, management: str | 
     need = "give the PATTERNs to backfill (the subscriber's bindings are read from the "
     if url is None:
         raise Refused(need + "management API, turned off with --management-url off)")
-    parts = urlsplit(url)
-    credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-    headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+    base, headers = stats.management_base(url)
     vhost = quote(stats.vhost_of(first), safe="")
     path = f"{base}/api/queues/{vhost}/{quote(queue, safe='')}/bindings"
     try:

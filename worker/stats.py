@@ -107,9 +107,8 @@ def _rate(stats: dict[str, Any] | None, key: str) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-async def _ask_management(url: str | None, vhost: str, namespace: str, events: str) -> Management:
-    if url is None:
-        return Management(None, "turned off with --management-url off")
+def management_base(url: str) -> tuple[str, dict[str, str]]:
+    """The management API's base URL without credentials, and the header that carries them."""
     parts = urlsplit(url)
     credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
     headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
@@ -117,7 +116,13 @@ async def _ask_management(url: str | None, vhost: str, namespace: str, events: s
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
-    base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+    return urlunsplit(parts._replace(netloc=netloc)).rstrip("/"), headers
+
+
+async def _ask_management(url: str | None, vhost: str, namespace: str, events: str) -> Management:
+    if url is None:
+        return Management(None, "turned off with --management-url off")
+    base, headers = management_base(url)
     found = Management(mask_url(url))
     v = quote(vhost, safe="")
     timeout = aiohttp.ClientTimeout(total=MANAGEMENT_TIMEOUT)
