@@ -16,6 +16,7 @@ import pytest
 from ingest import envelope
 from ingest.envelope import Record
 from ingest.event import received_at_now
+from tests.integration._helpers import publish_raw
 from tests.support import postback_xml, take_all
 
 from .kit import Cluster, Downstream, Load, Report, Row, readiness, tally
@@ -84,18 +85,8 @@ async def _publish_intake(
     message_id: str | None,
     headers: dict[str, aio_pika.abc.FieldValue] | None = None,
 ) -> None:
-    async with await aio_pika.connect(cluster.rabbit.url) as connection:
-        channel = await connection.channel(publisher_confirms=True)
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                body,
-                content_type=content_type,
-                message_id=message_id,
-                headers=headers,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=cluster.names.intake,
-        )
+    intake = cluster.names.intake
+    await publish_raw(intake, body, content_type, headers, message_id, cluster.rabbit.url)
 
 
 async def test_hostile_postbacks_mixed_into_valid_traffic(

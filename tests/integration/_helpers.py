@@ -160,14 +160,17 @@ async def publish_raw(
     body: bytes,
     content_type: str | None = None,
     headers: dict[str, Any] | None = None,
+    message_id: str | None = None,
+    amqp_url: str = AMQP_URL,
 ) -> None:
-    """Put a message straight into ``queue`` (through the default exchange)."""
-    async with await aio_pika.connect(AMQP_URL) as connection:
+    """Put a message straight into ``queue`` (through the default exchange), confirmed."""
+    async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
         await channel.default_exchange.publish(
             aio_pika.Message(
                 body,
                 content_type=content_type,
+                message_id=message_id,
                 headers=headers,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),

@@ -20,7 +20,7 @@ from tests.support import AMQP_URL, Subscriber, http_session, post, postback_xml
 from worker import tools
 from worker.worker import Worker
 
-from ._helpers import metric, pipeline, quarantined, settings_for, worker
+from ._helpers import metric, pipeline, publish_raw, quarantined, settings_for, worker
 
 
 @dataclass(frozen=True)
@@ -92,18 +92,7 @@ async def _publish(
     message_id: str | None = None,
     headers: dict[str, aio_pika.abc.FieldValue] | None = None,
 ) -> None:
-    async with await aio_pika.connect(AMQP_URL) as connection:
-        channel = await connection.channel(publisher_confirms=True)
-        await channel.default_exchange.publish(
-            aio_pika.Message(
-                body,
-                content_type=content_type,
-                message_id=message_id,
-                headers=headers,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=names.intake,
-        )
+    await publish_raw(names.intake, body, content_type, headers, message_id)
 
 
 async def test_hostile_postbacks_in_one_intake_message_go_alone_to_quarantine(
