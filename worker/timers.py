@@ -76,6 +76,8 @@ class TimerConsumer:
         self.names = worker.names
 
     async def run(self, connection: AbstractConnection) -> None:
+        if self.worker.settings.dlr_timeout <= 0:
+            return  # timeouts are off: timers already due stay in NS.timers (stats shows them)
         channel = await connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=PREFETCH)
         transaction = channel.transaction()
