@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import aiormq.exceptions
 from aiohttp import web
 
-from ingest import broker, logs
+from ingest import broker, contract, logs
 from ingest.app import IN_FLIGHT, ReceiverRunner
 from ingest.app import create_app as create_receiver
 from ingest.names import check_subscription
@@ -128,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         default="table",
         dest="output",
         help="table: readable (default); json: for scripts",
+    )
+    commands.add_parser(
+        "schema", help="print the JSON Schema of the event (draft 2020-12), shipped with it"
     )
     stats = commands.add_parser(
         "stats", parents=[common], help="queue depths, consumers, rates, quarantine size"
@@ -355,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.patterns = [*args.patterns, *extra]
+    if command == "schema":  # needs no configuration: the document ships with the package
+        print(contract.text(contract.EVENT_SCHEMA), end="")
+        return 0
     try:
         settings = _settings(args)
         if command in ("run", "receive") and settings.spool_dir is not None:
