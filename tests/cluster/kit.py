@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aio_pika
 import aiohttp
 import redis
 
@@ -111,6 +114,50 @@ class Processes:
                 lines = done.stdout.splitlines()
                 return "\n".join(line for line in lines if line.startswith(self.namespace))
         return "(no node could list queues)"
+
+    def depths(self) -> dict[str, tuple[int, int]]:
+        """``NS.*`` queue → (messages ready, unacknowledged), asked of the first node that
+        answers (empty when none does)."""
+        for node in self.rabbit.nodes:
+            if not port_open(node.port):
+                continue
+            done = self.rabbit.ctl(
+                node.index,
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "--formatter",
+                "json",
+                timeout=30,
+            )
+            if done.returncode == 0:
+                with contextlib.suppress(ValueError):
+                    return {
+                        str(row["name"]): (
+                            int(row.get("messages_ready") or 0),
+                            int(row.get("messages_unacknowledged") or 0),
+                        )
+                        for row in json.loads(done.stdout or "[]")
+                        if str(row.get("name", "")).startswith(f"{self.namespace}.")
+                    }
+        return {}
+
+    async def in_queue(self, queue: str, needles: Collection[str]) -> tuple[int, set[str]]:
+        """Read (and remove) every message of ``queue``: how many there were, and which
+        of the tracking ids ``needles`` their bodies name. For evidence after a failure
+        only: the namespace is deleted afterwards."""
+        wanted = {n: f'"{n}"'.encode() for n in needles}
+        found: set[str] = set()
+        count = 0
+        connection = await aio_pika.connect(self.live_amqp_url(), timeout=10)
+        async with connection:
+            channel = await connection.channel()
+            q = await channel.declare_queue(queue, passive=True)
+            while (message := await q.get(no_ack=True, fail=False, timeout=10)) is not None:
+                count += 1
+                found |= {n for n, quoted in wanted.items() if quoted in message.body}
+        return count, found
 
     def logs(self, tail: int = 4000) -> str:
         return "\n".join(

@@ -526,9 +526,12 @@ class RabbitCluster:
             if mode == "cookie":
                 self._set_peer_cookies(i, "pbc_partitioned")
             else:
-                for rule in self._rules(i):
-                    _iptables("-A", self.chain, *rule, *_TARGETS[mode])
+                _iptables_restore(
+                    [["-A", self.chain, *rule, *_TARGETS[mode]] for rule in self._rules(i)]
+                )
             self._cut[i] = mode
+            if mode != "cookie":
+                self._drop_links(i)
             if seconds is not None:
                 timer = threading.Timer(seconds, self.heal, args=(i,))
                 timer.daemon = True
@@ -546,9 +549,45 @@ class RabbitCluster:
             if mode == "cookie":
                 self._set_peer_cookies(i, self.home.joinpath(".erlang.cookie").read_text())
             elif mode is not None:
-                for rule in self._rules(i):
-                    while _iptables("-D", self.chain, *rule, *_TARGETS[mode], check=False) == 0:
-                        pass
+                rules = [[*rule, *_TARGETS[mode]] for rule in self._rules(i)]
+                # All at once, as the cut was made; rule by rule if that fails (a rule
+                # already gone), removing any copy.
+                if _iptables_restore([["-D", self.chain, *r] for r in rules], check=False):
+                    for rule in rules:
+                        while _iptables("-D", self.chain, *rule, check=False) == 0:
+                            pass
+
+    def _drop_links(self, i: int) -> None:
+        """Make every node notice the cut at the same moment: one node *j* of the others
+        tells the rest to drop node ``i`` and drops it itself (its links to them are not
+        cut, so they all lose ``i`` within microseconds); then node ``i`` drops its peers.
+
+        Without this each node notices on its own, at its next send or tick on the cut
+        link: one with traffic in flight at once, one with an idle link up to
+        ``net_ticktime``/4 later. The first then asks the second whether it still sees
+        ``i``; RabbitMQ takes a yes for a partial partition, and ``pause_minority`` pauses
+        the asking node as well ("We will therefore pause until the *entire* cluster
+        recovers"): two of three nodes paused, no majority left for the quorum queues."""
+        cut = self.node(i)
+        others = [n for n in self.nodes if n.index != i and self._expected_up(n)]
+        if not others:
+            return
+        j, *rest = others
+        peers = ",".join(f"'{n.name}'" for n in rest)
+        done = j.ctl(
+            "eval",
+            f"[rpc:cast(O, erlang, disconnect_node, ['{cut}']) || O <- [{peers}]],"
+            f" erlang:disconnect_node('{cut}'), ok.",
+            timeout=30,
+        )
+        if done.returncode != 0 or done.stdout.strip() != "ok":
+            raise ClusterError(f"disconnect {cut} on {j.name}: {done.stdout} {done.stderr}")
+        everyone = ",".join(f"'{n.name}'" for n in others)
+        # Node i would notice by itself at its next tick (its sends are reset); this is
+        # only quicker. Failure does not matter.
+        self.nodes[i].ctl(
+            "eval", f"[erlang:disconnect_node(N) || N <- [{everyone}]], ok.", timeout=30
+        )
 
     def _set_peer_cookies(self, i: int, cookie: str) -> None:
         peers = ",".join(f"'{n.name}'" for n in self.nodes if n.index != i)
@@ -621,6 +660,24 @@ _TARGETS: dict[str, list[str]] = {
     "reject": ["!", "--tcp-flags", "RST", "RST", "-j", "REJECT", "--reject-with", "tcp-reset"],
     "drop": ["-j", "DROP"],
 }
+
+
+def _iptables_restore(commands: Sequence[Sequence[str]], check: bool = True) -> int:
+    """Apply ``iptables`` commands (``-A``/``-D`` of the filter table) in one transaction:
+    all of them at the same instant, or none. One at a time, the first rules of a cut would
+    be in force tens of milliseconds before the last, the links cut one after another."""
+    script = "*filter\n" + "".join(" ".join(c) + "\n" for c in commands) + "COMMIT\n"
+    done = subprocess.run(
+        ["iptables-restore", "-w", "5", "--noflush"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise ClusterError(f"iptables-restore {script!r}: {done.stderr.strip()}")
+    return done.returncode
 
 
 def _iptables(*args: str, check: bool = True) -> int:

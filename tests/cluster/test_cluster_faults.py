@@ -38,6 +38,9 @@ STREAM = 14.0  # seconds of the stream
 FAULT_AT = 4.0  # seconds into the stream
 FINAL = 150  # postbacks into each receiver once everything is back
 WITHIN = 5.0  # the contract: ready, and answering 200 again, within 5 s
+DRAIN = 180.0  # at most, seconds to wait for the events of every 200
+QUIET = 6.0  # nothing on its way for this long: what has no event by then is lost
+SUB = "faults"  # the subscriber queue counted (conftest's SUBSCRIBER)
 
 
 @dataclass
@@ -108,7 +111,7 @@ async def _settle(
     procs = run.procs
     downstream.amqp_url = procs.live_amqp_url()
     accepted = {s.tracking for s in run.shots() if s.status == 200}
-    await downstream.collect(accepted, timeout=90, settle=2.0)
+    waited = await _collect_all(run, downstream, accepted)
     result = tally(run.shots(), downstream)
     republished = await run.republished()
     counts = statuses(run.loads)
@@ -138,12 +141,15 @@ async def _settle(
     published = [await metric_sum(w, "postbacks_events_total") for w in run.workers]
     dropped = [await metric_sum(w, "postbacks_duplicates_dropped_total") for w in run.workers]
     logs = (
-        f"workers' postbacks_events_total {published}, postbacks_duplicates_dropped_total "
-        f"{dropped}; queues:\n{await asyncio.to_thread(procs.queues)}\n{procs.logs()}"
+        f"{waited}; workers' postbacks_events_total {published}, "
+        f"postbacks_duplicates_dropped_total {dropped}; queues:\n"
+        f"{await asyncio.to_thread(procs.queues)}\n{procs.logs()}"
     )
     for service in run.services:
         assert service.alive(), f"{service.role} died:\n{service.proc.output()[-3000:]}"
     assert set(counts) <= {200, 503}, counts
+    if result.lost:
+        logs = f"{await _lost_evidence(run, downstream, accepted, at)}\n{logs}"
     assert result.lost == 0, f"{fault}: answered 200, never arrived: {result.lost_ids}\n{logs}"
     assert result.duplicates <= republished, (
         f"{fault}: {result.duplicates} events published twice, {republished:.0f} counted as "
@@ -153,6 +159,68 @@ async def _settle(
     final_ids = {s.tracking for load in finals for s in load.shots}
     assert final_ids <= downstream.trackings(), "the final batch was not all delivered"
     assert max(answering) < WITHIN, f"receivers answering 200 again after {answering}"
+
+
+async def _collect_all(run: Run, downstream: Downstream, accepted: set[str]) -> str:
+    """Read events until every postback answered ``200`` has one, or until nothing more is
+    on its way: ``NS.intake`` and ``NS.sub.faults`` empty (nothing ready, nothing unacked
+    by a worker) and no new event for ``QUIET`` seconds; at most ``DRAIN`` seconds. Then
+    2 s more for late duplicates. On a loaded machine the workers may still be working off
+    the backlog of the fault when the final batch is answered: that is late, not lost.
+    Returns what it waited for."""
+    began = time.monotonic()
+    names = run.procs.names
+    quiet_since, seen = began, -1
+    depths: dict[str, tuple[int, int]] = {}
+    while accepted - downstream.trackings():
+        await downstream.collect(accepted, timeout=3.0, settle=0.0)
+        depths = await asyncio.to_thread(run.procs.depths)
+        # A queue that cannot be listed counts as busy.
+        busy = any(sum(depths.get(q, (1, 0))) for q in (names.intake, names.subscriber(SUB)))
+        now = time.monotonic()
+        if busy or len(downstream.events) != seen:
+            quiet_since, seen = now, len(downstream.events)
+        elif now - quiet_since >= QUIET:
+            break
+        if now - began > DRAIN:
+            break
+    await downstream.collect((), timeout=0, settle=2.0)
+    missing = len(accepted - downstream.trackings())
+    return (
+        f"collected for {time.monotonic() - began:.1f} s, {missing} of {len(accepted)} "
+        f"accepted still without an event; queues then (ready, unacked): {depths}"
+    )
+
+
+async def _lost_evidence(run: Run, downstream: Downstream, accepted: set[str], at: float) -> str:
+    """Where the postbacks answered 200 without an event went: which receiver, XML or
+    JSON, when they were sent and answered relative to the fault, and whether any queue of
+    the namespace (read out: the test has failed) still names them, e.g. the receipt timer
+    armed in the same transaction as the event."""
+    lost = accepted - downstream.trackings()
+    by_id = {s.tracking: s for s in run.shots()}
+    lines = [f"{len(lost)} postbacks answered 200 have no event:"]
+    for prefix in sorted({t.rsplit("-", 1)[0] for t in lost}):
+        ids = sorted(int(t.rsplit("-", 1)[1]) for t in lost if t.rsplit("-", 1)[0] == prefix)
+        shots = [by_id[f"{prefix}-{i}"] for i in ids]
+        lines.append(
+            f"  {prefix}: {len(ids)} (XML {sum(1 for i in ids if i % 2 == 0)}, JSON "
+            f"{sum(1 for i in ids if i % 2)}), index {ids[0]}..{ids[-1]}, sent "
+            f"{min(s.sent for s in shots) - at:+.1f}..{max(s.sent for s in shots) - at:+.1f} s, "
+            f"answered {min(s.answered for s in shots) - at:+.1f}.."
+            f"{max(s.answered for s in shots) - at:+.1f} s from the fault"
+        )
+    names = run.procs.names
+    for queue in sorted(await asyncio.to_thread(run.procs.depths)):
+        if queue in (names.intake,):
+            continue
+        try:
+            count, found = await run.procs.in_queue(queue, lost)
+        except Exception as exc:  # evidence only: never hide the failure behind another
+            lines.append(f"  {queue}: not read ({exc!r})")
+            continue
+        lines.append(f"  {queue}: {count} messages, naming {len(found)} of the lost ids")
+    return "\n".join(lines)
 
 
 async def _in_thread(call: Callable[[], object]) -> float:
