@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from ingest import topology
 from ingest.names import Names
+from tests.schema_check import check_event
 
 ROOT = Path(__file__).resolve().parents[1]
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -224,14 +225,14 @@ class Subscriber:
             if message is None:
                 await asyncio.sleep(0.02)
                 continue
-            out.append(Received(message, orjson.loads(message.body)))
+            out.append(Received(message, check_event(orjson.loads(message.body))))
         settle_until = time.monotonic() + settle
         while time.monotonic() < settle_until:
             message = await self.queue.get(no_ack=True, fail=False)
             if message is None:
                 await asyncio.sleep(0.05)
                 continue
-            out.append(Received(message, orjson.loads(message.body)))
+            out.append(Received(message, check_event(orjson.loads(message.body))))
         return out
 
 

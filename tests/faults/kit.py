@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from ingest import topology
 from ingest.names import Names
+from tests.schema_check import check_event
 from tests.support import Proc, Stack, delete_topology, free_port, postback_json, postback_xml
 
 from .services import PrivateRabbit, PrivateRedis
@@ -291,8 +292,14 @@ class Downstream:
         if not missing:
             complete.set()
 
+        nonconforming: list[str] = []
+
         async def on_message(message: AbstractIncomingMessage) -> None:
             event = orjson.loads(message.body)
+            try:
+                check_event(event)
+            except AssertionError as exc:  # raised here it would only be logged
+                nonconforming.append(str(exc))
             tracking = event.get("tracking_id")
             self.events.append(
                 Seen(tracking, str(message.message_id), event["received_at"], event["code"])
@@ -310,6 +317,7 @@ class Downstream:
                 await asyncio.wait_for(complete.wait(), timeout)
             await asyncio.sleep(settle)
             await queue.cancel(tag)
+        assert not nonconforming, f"{len(nonconforming)} event(s): {nonconforming[0]}"
 
     def trackings(self) -> set[str]:
         return {seen.tracking for seen in self.events if seen.tracking is not None}
