@@ -305,6 +305,7 @@ class Downstream:
                 Seen(tracking, str(message.message_id), event["received_at"], event["code"])
             )
             missing.discard(tracking)
+            await message.ack()  # only once recorded: anything still in flight goes back
             if not missing:
                 complete.set()
 
@@ -312,7 +313,9 @@ class Downstream:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=1000)
             queue = await channel.declare_queue(self.names.subscriber("faults"), passive=True)
-            tag = await queue.consume(on_message, no_ack=True)
+            # Manual acks: with no_ack the broker would push every ready event at once, and
+            # those still in flight when the consumer is cancelled would be gone unread.
+            tag = await queue.consume(on_message, no_ack=False)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(complete.wait(), timeout)
             await asyncio.sleep(settle)
