@@ -47,15 +47,27 @@ def new_run_id() -> str:
     return "b" + secrets.token_hex(5)
 
 
-def postback(run: str, n: int) -> tuple[bytes, bytes]:
+FORMATS = ("mix", "xml", "json")
+
+
+def shape_index(n: int, fmt: str = "mix") -> int:
+    """The counter whose shape postback ``n`` takes: every shape for ``mix``; for ``xml``
+    (``json``) only the XML (JSON) ones, N101 and N102 alternating, each ``n`` distinct."""
+    if fmt == "mix":
+        return n
+    return (n // 2) * 4 + n % 2 + (2 if fmt == "json" else 0)
+
+
+def postback(run: str, n: int, fmt: str = "mix") -> tuple[bytes, bytes]:
     """The ``n``-th postback of run ``run``: (content type, body)."""
+    n = shape_index(n, fmt)
     template, ctype, code, status = _SHAPES[n % len(_SHAPES)]
     return ctype, template.format(code=code, status=status, run=run, n=n).encode()
 
 
-def http_request(run: str, n: int, host: bytes = b"127.0.0.1") -> bytes:
+def http_request(run: str, n: int, host: bytes = b"127.0.0.1", fmt: str = "mix") -> bytes:
     """A complete keep-alive HTTP/1.1 ``POST /postbacks`` request for postback ``n``."""
-    ctype, body = postback(run, n)
+    ctype, body = postback(run, n, fmt)
     return b"".join(
         (
             b"POST /postbacks HTTP/1.1\r\nHost: ",

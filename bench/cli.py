@@ -22,7 +22,7 @@ from bench.report import evaluate, table
 from bench.wrk import ensure_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = ("ceiling", "baseline", "receiver", "e2e", "drain", "rss")
+ALL = ("ceiling", "baseline", "receiver", "e2e", "drain", "worker", "rss")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +57,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CPU share of each worker in the capped drain (0 = no capped drain)",
     )
     ap.add_argument("--drain-postbacks", type=int, default=100_000)
+    ap.add_argument(
+        "--worker-postbacks",
+        type=int,
+        default=50_000,
+        help="postbacks of each format queued for each worker in the worker phase",
+    )
+    ap.add_argument(
+        "--worker-variants",
+        default="project,baseline,baseline_p1",
+        help="workers of the worker phase, comma-separated",
+    )
+    ap.add_argument("--worker-formats", default="xml,json", help="formats of the worker phase")
     ap.add_argument("--rss-postbacks", type=int, default=1_000_000)
     ap.add_argument("--rss-warmup", type=int, default=20_000, help="postbacks before 'before'")
     ap.add_argument("--rss-chunk", type=int, default=50_000)
@@ -80,6 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration = min(args.duration, 3.0)
         args.warmup = min(args.warmup, 1.0)
         args.drain_postbacks = min(args.drain_postbacks, 10_000)
+        args.worker_postbacks = min(args.worker_postbacks, 10_000)
         args.rss_postbacks = min(args.rss_postbacks, 40_000)
         args.rss_warmup = min(args.rss_warmup, 5_000)
         args.rss_chunk = min(args.rss_chunk, 10_000)
@@ -133,6 +146,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rss_warmup=args.rss_warmup,
         rss_chunk=args.rss_chunk,
         drain_cap=args.drain_cap,
+        worker_postbacks=args.worker_postbacks,
+        worker_formats=tuple(f for f in args.worker_formats.split(",") if f),
+        worker_variants=tuple(v for v in args.worker_variants.split(",") if v),
     )
     broker = Broker(cfg.amqp_url)
     main_task = asyncio.current_task()

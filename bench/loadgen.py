@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from bench.bodies import http_request
+from bench.bodies import FORMATS, http_request
 
 _CL = b"\r\ncontent-length:"
 
@@ -99,6 +99,7 @@ class _State:
     max_requests: int | None
     host: str
     port: int
+    fmt: str = "mix"
     next_n: int = 0
     sent: int = 0
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
@@ -147,7 +148,7 @@ async def _send(
         st.lag.append(max(0.0, queued - since))
         st.conn_wait.append(sent_at - queued)
     try:
-        status = await conn.request(http_request(st.run, n, host))
+        status = await conn.request(http_request(st.run, n, host, st.fmt))
     except ConnectionError:
         st.errors += 1
         return await _connect(st), False
@@ -225,6 +226,7 @@ async def run(
     rate: float | None = None,
     start_n: int = 0,
     grace: float = 60.0,
+    fmt: str = "mix",
 ) -> dict[str, Any]:
     if duration is None and requests is None:
         raise ValueError("give a duration or a number of requests")
@@ -235,6 +237,7 @@ async def run(
         max_requests=requests,
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 80,
+        fmt=fmt,
     )
     gc.disable()
     wall_start = time.time()
@@ -323,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, help="postbacks to send")
     ap.add_argument("--rate", type=float, help="open loop: requests per second")
     ap.add_argument("--grace", type=float, default=60.0, help="seconds to wait for answers")
+    ap.add_argument("--format", default="mix", choices=FORMATS, help="postback shapes to send")
     args = ap.parse_args(argv)
     import uvloop
 
@@ -336,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             start_n=args.start_n,
             grace=args.grace,
+            fmt=args.format,
         )
     )
     sys.stdout.write(json.dumps(result) + "\n")

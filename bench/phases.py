@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any
 from bench import bodies
 from bench.broker import Broker, delete_redis_keys, wait_count
 from bench.procs import (
+    _TCK,
     ManagedProcess,
     NoiseMeter,
     cpu_capped,
@@ -37,7 +39,7 @@ from bench.procs import (
     wait_http_ok,
     wait_port_free,
 )
-from bench.report import half_rate_detail
+from bench.report import WORKER_VARIANTS, half_rate_detail
 from bench.wrk import run_wrk
 
 Result = dict[str, Any]
@@ -64,8 +66,14 @@ class Config:
     rss_warmup: int = 20_000
     rss_chunk: int = 50_000
     drain_cap: float = 0.5
+    worker_postbacks: int = 50_000
+    worker_formats: tuple[str, ...] = ("xml", "json")
+    worker_variants: tuple[str, ...] = ("project", "baseline", "baseline_p1")
     e2e_warmup: int = 2_000
     dedup_ttl: int = 3600
+    # Receipt timers armed as users run it, with a TTL the bench's DEDUP_TTL allows (the
+    # default, 72 h, must stay below DEDUP_TTL); the namespace's queues go afterwards.
+    dlr_timeout: int = 1800
     host: str = "127.0.0.1"
     ceiling_port: int = 18080
     baseline_port: int = 18081
@@ -95,6 +103,7 @@ async def loadgen(
     requests: int | None = None,
     rate: float | None = None,
     start_n: int = 0,
+    fmt: str = "mix",
 ) -> Result:
     """Run ``python -m bench.loadgen`` pinned to the load core; its JSON result."""
     argv = [
@@ -117,6 +126,8 @@ async def loadgen(
         argv += ["--requests", str(requests)]
     if rate is not None:
         argv += ["--rate", f"{rate:.1f}"]
+    if fmt != "mix":
+        argv += ["--format", fmt]
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
@@ -187,7 +198,9 @@ async def namespace(cfg: Config, broker: Broker, phase: str) -> AsyncIterator[st
         yield ns
     finally:
         with contextlib.suppress(Exception):
-            await broker.delete_namespace(ns)
+            # The receipt-timer queues too (lifecycles arm a timer per delivery lifecycle).
+            timers = (f"{ns}.timers", f"{ns}.waiting-{cfg.dlr_timeout}s", f"{ns}.history")
+            await broker.delete_namespace(ns, timers)
         with contextlib.suppress(Exception):
             await delete_redis_keys(cfg.redis_url, ns)
 
@@ -201,6 +214,7 @@ def project_env(cfg: Config, ns: str, *, metrics_port: int | None = None) -> dic
         INGEST_PORT=str(cfg.project_port),
         WORKER_METRICS_PORT=str(metrics_port or cfg.metrics_port),
         DEDUP_TTL=str(cfg.dedup_ttl),
+        DLR_TIMEOUT=str(cfg.dlr_timeout),
         PYTHONUNBUFFERED="1",
     )
     if cfg.redis_url:
@@ -689,6 +703,129 @@ async def phase_drain(cfg: Config, broker: Broker) -> Result:
     return res
 
 
+def worker_postbacks(cfg: Config, variant: str) -> int:
+    """Postbacks queued for ``variant``: a fifth for the prefetch-1 baseline, which drains
+    ten times slower than the others (its rate does not depend on the backlog's size)."""
+    return (
+        max(1000, cfg.worker_postbacks // 5) if variant == "baseline_p1" else cfg.worker_postbacks
+    )
+
+
+async def _worker_prefill(cfg: Config, broker: Broker, ns: str, variant: str, fmt: str) -> str:
+    """Fill ``NS.intake`` with ``cfg.worker_postbacks`` postbacks of one format through the
+    variant's own receiver (the project's envelopes, or one message per postback); the
+    events queue the worker's output is counted in."""
+    n = worker_postbacks(cfg, variant)
+    if variant == "project":
+        sub = await project_topology(cfg, broker, ns)
+        recv = await start_project(cfg, "receive", ns, cfg.server_cpu)
+        port = cfg.project_port
+    else:
+        sub = await broker.declare_baseline(ns)
+        recv = await start_bench_app(
+            cfg, "bench.baseline_receiver", cfg.baseline_port, "--namespace", ns,
+            "--amqp-url", cfg.amqp_url,
+        )  # fmt: skip
+        port = cfg.baseline_port
+    try:
+        lg = await loadgen(cfg, port, bodies.new_run_id(), requests=n, fmt=fmt)
+    finally:
+        await recv.astop()
+    if lg["ok"] != n:
+        raise RuntimeError(f"prefill: only {lg['ok']} of {n} postbacks answered 200")
+    return sub
+
+
+async def worker_drain(cfg: Config, broker: Broker, variant: str, fmt: str) -> Result:
+    """One worker of ``variant`` pinned to the server core drains ``cfg.worker_postbacks``
+    queued postbacks of format ``fmt``. Events/s and the worker's CPU per event, both over
+    the window from the first sample showing an event to the one showing the last (so
+    neither start-up nor imports count); CPU from the worker's /proc/PID/stat."""
+    n = worker_postbacks(cfg, variant)
+    async with namespace(cfg, broker, f"w{fmt}-{variant.replace('_', '')}") as ns:
+        sub = await _worker_prefill(cfg, broker, ns, variant, fmt)
+        if variant == "project":
+            argv = [cfg.postbacks, "work"]
+            env = project_env(cfg, ns)
+        else:
+            argv = [cfg.python, "-m", "bench.baseline_worker", "--namespace", ns,
+                    "--amqp-url", cfg.amqp_url]  # fmt: skip
+            if variant == "baseline_p1":
+                argv += ["--prefetch", "1", "--serial"]
+            env = {**os.environ, "PYTHONPATH": ROOT}
+        noise = NoiseMeter()
+        proc = ManagedProcess(
+            f"{variant} worker", argv, cpu=cfg.server_cpu, env=env,
+            log_name=f"{cfg.log_prefix}-{ns}-worker",
+        )  # fmt: skip
+        samples: list[tuple[float, int, int]] = []  # (wall time, events, worker ticks)
+        try:
+            deadline = time.monotonic() + max(120.0, n / 200)
+            last_move = time.monotonic()
+            while time.monotonic() < deadline and proc.alive():
+                count = await broker.count(sub) or 0
+                samples.append((time.time(), count, tree_ticks(proc.pid)))
+                if len(samples) > 1 and count != samples[-2][1]:
+                    last_move = time.monotonic()
+                if count >= n or (count > 0 and time.monotonic() - last_move > 20):
+                    break
+                await asyncio.sleep(0.1)
+            others = noise.others_pct()
+            alive = proc.alive()
+            if not alive and (not samples or samples[-1][1] < n):
+                raise RuntimeError(f"{variant} worker died:\n{proc.log_tail()}")
+        finally:
+            await proc.astop()
+    final = samples[-1][1] if samples else 0
+    t_end, c_end, k_end = next((s for s in samples if s[1] >= final), samples[-1])
+    # The sample before the first event: its ticks are the worker's before it drained.
+    i0 = next((i for i, s in enumerate(samples) if s[1] > 0), len(samples) - 1)
+    t0, c0, k0 = samples[max(0, i0 - 1)]
+    events = c_end - c0
+    seconds = t_end - t0
+    cpu_s = (k_end - k0) / _TCK
+    res: Result = {
+        "variant": variant,
+        "format": fmt,
+        "postbacks": n,
+        "events": final,
+        "lost": n - final,
+        "events_per_s": round(events / seconds, 1) if seconds > 0 else 0.0,
+        "cpu_us_per_event": round(1e6 * cpu_s / events, 1) if events else None,
+        "cpu_pct_of_core": round(100 * cpu_s / seconds, 1) if seconds > 0 else None,
+        "worker_alive": alive,
+        "others_cpu_pct": others,
+    }
+    say(
+        f"  {variant} {fmt}: {final}/{n} events, {res['events_per_s']:,.0f} events/s, "
+        f"{res['cpu_us_per_event']} µs CPU/event ({res['cpu_pct_of_core']}% of a core; "
+        f"others' {others:.0f}% of all)"
+    )
+    return res
+
+
+async def phase_worker(cfg: Config, broker: Broker) -> Result:
+    """The project's worker next to the baseline workers: a drain of queued postbacks of
+    one format by one worker on the server core, XML and JSON apart."""
+    say(f"worker: {cfg.worker_postbacks:,} queued postbacks, one worker, XML and JSON apart")
+    # Ports of their own: another bench (bench.timers, say) may hold the usual ones.
+    cfg = dataclasses.replace(cfg, project_port=18092, baseline_port=18091, metrics_port=19191)
+    res: Result = {}
+    for fmt in cfg.worker_formats:
+        for key, _label in WORKER_VARIANTS:
+            if key not in cfg.worker_variants:
+                continue
+            runs = [await worker_drain(cfg, broker, key, fmt) for _ in range(max(1, cfg.repeat))]
+            best = dict(max(runs, key=lambda r: float(r["events_per_s"])))
+            if len(runs) > 1:
+                best["runs"] = [
+                    {k: r[k] for k in ("events_per_s", "cpu_us_per_event", "lost")} for r in runs
+                ]
+                best["lost"] = sum(int(r["lost"]) for r in runs)
+            res[f"{key}_{fmt}"] = best
+    return res
+
+
 async def phase_rss(cfg: Config, broker: Broker) -> Result:
     total = cfg.rss_postbacks
     say(f"rss: postbacks receive + postbacks work, {total:,} postbacks in chunks")
@@ -773,6 +910,7 @@ PHASES: dict[str, PhaseFn] = {
     "receiver": phase_receiver,
     "e2e": phase_e2e,
     "drain": phase_drain,
+    "worker": phase_worker,
     "rss": phase_rss,
 }
-PROJECT_PHASES = frozenset({"receiver", "e2e", "drain", "rss"})
+PROJECT_PHASES = frozenset({"receiver", "e2e", "drain", "worker", "rss"})

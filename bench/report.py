@@ -57,6 +57,12 @@ class Target:
 
 # The drain phase's results, one per variant (bench.phases.phase_drain).
 DRAIN_RUNS = ("one", "two", "one_capped", "two_capped")
+# The worker phase's variants (bench.phases.phase_worker), in the order they run.
+WORKER_VARIANTS: tuple[tuple[str, str], ...] = (
+    ("project", "postbacks work (Redis, lifecycles on)"),
+    ("baseline", "baseline worker (prefetch 64, concurrent, confirm each)"),
+    ("baseline_p1", "baseline worker, prefetch 1, one at a time"),
+)
 
 
 def _lost(results: Result) -> float | None:
@@ -64,6 +70,7 @@ def _lost(results: Result) -> float | None:
     counts = [
         dig(results, "e2e", "lost"),
         *(dig(results, "drain", key, "lost") for key in DRAIN_RUNS),
+        *(dig(results, "worker", f"project_{fmt}", "lost") for fmt in ("xml", "json")),
         dig(results, "rss", "lost"),
     ]
     known = [c for c in counts if isinstance(c, int)]
@@ -119,6 +126,40 @@ TARGETS = (
             dig(r, "drain", "one_capped", "events_per_s"),
         ),
         "x",
+    ),
+    Target(
+        "worker drain (XML) >= 2.5 x baseline worker",
+        ">=",
+        2.5,
+        lambda r: _ratio(
+            dig(r, "worker", "project_xml", "events_per_s"),
+            dig(r, "worker", "baseline_xml", "events_per_s"),
+        ),
+        "x",
+    ),
+    Target(
+        "worker drain (JSON) >= 2.5 x baseline worker",
+        ">=",
+        2.5,
+        lambda r: _ratio(
+            dig(r, "worker", "project_json", "events_per_s"),
+            dig(r, "worker", "baseline_json", "events_per_s"),
+        ),
+        "x",
+    ),
+    Target(
+        "worker CPU per XML event <= 50 µs",
+        "<=",
+        50.0,
+        lambda r: _num(dig(r, "worker", "project_xml", "cpu_us_per_event")),
+        "µs",
+    ),
+    Target(
+        "worker CPU per JSON event <= 30 µs",
+        "<=",
+        30.0,
+        lambda r: _num(dig(r, "worker", "project_json", "cpu_us_per_event")),
+        "µs",
     ),
     Target("receiver RSS growth <= 20 MB", "<=", 20.0, lambda r: _growth(r, "receiver"), "MB"),
     Target("worker RSS growth <= 20 MB", "<=", 20.0, lambda r: _growth(r, "worker"), "MB"),
@@ -261,6 +302,42 @@ def table(results: Result, targets: list[dict[str, Any]]) -> str:
             f"Drain of {_f(dig(results, 'drain', 'one', 'postbacks'))} pre-filled postbacks"
         )
         grid(["", "events/s", "events", "lost", "s from launch", "others %"], drain_rows)
+
+    worker_rows: list[list[str]] = []
+    base: dict[str, Any] = {}
+    for fmt in ("xml", "json"):
+        for key, label in WORKER_VARIANTS:
+            r = dig(results, "worker", f"{key}_{fmt}")
+            if not isinstance(r, dict):
+                continue
+            if key == "baseline":
+                base[fmt] = r.get("events_per_s")
+            ratio = _ratio(r.get("events_per_s"), base.get(fmt)) if key == "project" else None
+            worker_rows.append(
+                [
+                    f"{fmt.upper()}: {label}",
+                    _f(r.get("events_per_s")),
+                    _f(r.get("cpu_us_per_event"), 1),
+                    _f(r.get("cpu_pct_of_core")),
+                    _f(r.get("lost")),
+                    _f(r.get("others_cpu_pct")),
+                ]
+            )
+            if ratio is not None:
+                worker_rows[-1][0] += f" = {ratio:.2f} x baseline"
+    # The project row comes first; its ratio needs the baseline row below it.
+    for row in worker_rows:
+        fmt = row[0].split(":", 1)[0].lower()
+        if "postbacks work" in row[0] and " x baseline" not in row[0]:
+            ratio = _ratio(dig(results, "worker", f"project_{fmt}", "events_per_s"), base.get(fmt))
+            if ratio is not None:
+                row[0] += f" = {ratio:.2f} x baseline"
+    if worker_rows:
+        lines.append(
+            f"One worker draining {_f(dig(results, 'worker', 'project_xml', 'postbacks'))}"
+            " queued postbacks of one format (cpu 0; CPU from /proc/PID/stat over the drain)"
+        )
+        grid(["", "events/s", "CPU µs/event", "CPU % core", "lost", "others %"], worker_rows)
 
     rss = dig(results, "rss")
     if isinstance(rss, dict) and "after_mb" in rss:
