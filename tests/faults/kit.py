@@ -275,6 +275,7 @@ class Downstream:
     amqp_url: str
     names: Names
     events: list[Seen] = field(default_factory=list)
+    seen_ids: set[str] = field(default_factory=set)
 
     async def declare(self) -> None:
         async with await aio_pika.connect(self.amqp_url) as connection:
@@ -295,6 +296,12 @@ class Downstream:
         nonconforming: list[str] = []
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            if message.redelivered and str(message.message_id) in self.seen_ids:
+                # Recorded once already, its ack lost when this reader stopped: the queue
+                # handing it out again is not a second publish (that one comes as new).
+                await message.ack()
+                return
+            self.seen_ids.add(str(message.message_id))
             event = orjson.loads(message.body)
             try:
                 check_event(event)
