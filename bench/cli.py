@@ -69,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="workers of the worker phase, comma-separated",
     )
     ap.add_argument("--worker-formats", default="xml,json", help="formats of the worker phase")
+    ap.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="worker phase: record postbacks work with py-spy (raw stacks) into DIR; "
+        "the CPU figures of a profiled run are not comparable",
+    )
     ap.add_argument("--rss-postbacks", type=int, default=1_000_000)
     ap.add_argument("--rss-warmup", type=int, default=20_000, help="postbacks before 'before'")
     ap.add_argument("--rss-chunk", type=int, default=50_000)
@@ -101,6 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         ap.error(f"unknown phase(s) {unknown}; choose from {ALL}")
     args.phases = [p for p in ALL if p in selected]
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     if args.broker_cpu == "load":
         args.broker_cpu_core = args.load_cpu
     elif args.broker_cpu == "float":
@@ -149,6 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         worker_postbacks=args.worker_postbacks,
         worker_formats=tuple(f for f in args.worker_formats.split(",") if f),
         worker_variants=tuple(v for v in args.worker_variants.split(",") if v),
+        profile_dir=args.profile,
     )
     broker = Broker(cfg.amqp_url)
     main_task = asyncio.current_task()

@@ -17,6 +17,8 @@ import json
 import os
 import re
 import secrets
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,6 +70,7 @@ class Config:
     drain_cap: float = 0.5
     worker_postbacks: int = 50_000
     worker_formats: tuple[str, ...] = ("xml", "json")
+    profile_dir: str | None = None  # py-spy profiles of postbacks work in the worker phase
     worker_variants: tuple[str, ...] = ("project", "baseline", "baseline_p1")
     e2e_warmup: int = 2_000
     dedup_ttl: int = 3600
@@ -753,6 +756,12 @@ async def worker_drain(cfg: Config, broker: Broker, variant: str, fmt: str) -> R
             if variant == "baseline_p1":
                 argv += ["--prefetch", "1", "--serial"]
             env = {**os.environ, "PYTHONPATH": ROOT}
+        profile = None
+        if cfg.profile_dir and variant == "project":
+            profile = Path(cfg.profile_dir) / f"{cfg.log_prefix}-worker-{fmt}.txt"
+            spy = str(Path(cfg.python).with_name("py-spy"))
+            argv = [spy, "record", "-r", "200", "--nonblocking", "-f", "raw",
+                    "-o", str(profile), "--", *argv]  # fmt: skip
         noise = NoiseMeter()
         proc = ManagedProcess(
             f"{variant} worker", argv, cpu=cfg.server_cpu, env=env,
@@ -775,6 +784,11 @@ async def worker_drain(cfg: Config, broker: Broker, variant: str, fmt: str) -> R
             if not alive and (not samples or samples[-1][1] < n):
                 raise RuntimeError(f"{variant} worker died:\n{proc.log_tail()}")
         finally:
+            if profile is not None and proc.alive():
+                # py-spy writes its file when interrupted, then stops the worker.
+                proc.popen.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(proc.popen.wait, 30)
             await proc.astop()
     final = samples[-1][1] if samples else 0
     t_end, c_end, k_end = next((s for s in samples if s[1] >= final), samples[-1])
@@ -796,6 +810,8 @@ async def worker_drain(cfg: Config, broker: Broker, variant: str, fmt: str) -> R
         "worker_alive": alive,
         "others_cpu_pct": others,
     }
+    if profile is not None:
+        res["profile"] = str(profile)  # python -m bench.profile FILE
     say(
         f"  {variant} {fmt}: {final}/{n} events, {res['events_per_s']:,.0f} events/s, "
         f"{res['cpu_us_per_event']} µs CPU/event ({res['cpu_pct_of_core']}% of a core; "
