@@ -58,6 +58,8 @@ LIST_FIELDS: dict[str, tuple[str, str]] = {
     "copy-to": ("copy_to", "number"),
 }
 KNOWN_FIELDS = frozenset({"origin", "code", *SCALAR_FIELDS, *LIST_FIELDS})
+_SCALAR_KEYS = tuple(SCALAR_FIELDS.values())
+_ORIGIN_CODE = frozenset({"origin", "code"})
 
 # Every key of a schema-2 event, in the order it is written.
 EVENT_KEYS: tuple[str, ...] = (
@@ -191,7 +193,12 @@ def event_id(event: dict[str, Any]) -> str:
     """Lower-case hex SHA-256 of the event without ``event_id``, ``format``, ``received_at``
     and ``lifecycle``, with ``schema`` counted as ``1``, as compact JSON with sorted keys: the
     id schema 1 gave the same postback."""
-    identity = {k: v for k, v in event.items() if k not in NOT_IDENTITY}
+    if event.keys() >= NOT_IDENTITY:  # an event from normalize: drop its four keys
+        identity = event.copy()
+        for key in NOT_IDENTITY:
+            del identity[key]
+    else:
+        identity = {k: v for k, v in event.items() if k not in NOT_IDENTITY}
     identity["schema"] = IDENTITY_SCHEMA
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -207,7 +214,19 @@ def normalize(fields: dict[str, Any], fmt: str, received_at: str) -> dict[str, A
         missing = " and ".join(n for n, v in (("origin", origin), ("code", code)) if v is None)
         raise NotAPostback(f"not a postback: no {missing}")
     code = code.upper()
-    scalars = {key: text(fields.get(name)) for name, key in SCALAR_FIELDS.items()}
+    # One pass over the fields sent: each named field's text, everything else to extra
+    # (in the order sent); named fields not sent stay None.
+    scalars: dict[str, Any] = dict.fromkeys(_SCALAR_KEYS)
+    extra: dict[str, Any] = {}
+    lists: dict[str, Any] = {}
+    for name, value in fields.items():
+        key = SCALAR_FIELDS.get(name)
+        if key is not None:
+            scalars[key] = text(value)
+        elif name in LIST_FIELDS:
+            lists[name] = value
+        elif name not in _ORIGIN_CODE:
+            extra[name] = value
     scalars["timestamp"] = utc_timestamp(scalars["timestamp"])
     family, status, final = classify(code, scalars["status_text"])
     event: dict[str, Any] = {
@@ -221,8 +240,8 @@ def normalize(fields: dict[str, Any], fmt: str, received_at: str) -> dict[str, A
         **scalars,
     }
     for name, (key, element) in LIST_FIELDS.items():
-        event[key] = items(fields.get(name), element)
-    event["extra"] = {k: v for k, v in fields.items() if k not in KNOWN_FIELDS}
+        event[key] = items(lists.get(name), element)
+    event["extra"] = extra
     event["format"] = fmt
     event["received_at"] = received_at
     event["lifecycle"] = None
@@ -252,8 +271,13 @@ def routing_key(event: dict[str, Any]) -> str:
     Characters that mean something to a topic exchange (``.``, ``#``, ``*``, white space)
     inside one part become ``_``, so an odd origin cannot shift the parts.
     """
-    parts = (event["origin"], event["family"], event["status"], event["code"])
-    return ".".join(_segment(part) for part in parts)
+    return _routing_key(event["origin"], event["family"], event["status"], event["code"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _routing_key(origin: str, family: str, status: str, code: str) -> str:
+    # Few distinct combinations, each seen again and again: worked out once each.
+    return ".".join(_segment(part) for part in (origin, family, status, code))
 
 
 def amqp_headers(event: dict[str, Any]) -> dict[str, str]:

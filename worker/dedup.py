@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from worker.redis_link import RedisLink, guarded
+from worker.scripts import Lua
 
 
 class Verdict(int):
@@ -114,9 +115,9 @@ class MemoryDedup:
 SETTLED = "done:"  # a settled mark: the event is committed
 
 # One key each, so a cluster routes every call to the master of its key's slot. Settle and
-# release compare before they write; Redis runs a script without interleaving. EVAL rather
-# than EVALSHA: a replica promoted by a failover may not hold the script, and the text is
-# short. redis-py's Script helper does not queue into a cluster pipeline either.
+# release compare before they write; Redis runs a script without interleaving. Run by SHA
+# (worker.scripts.Lua): a node without the script (a replica promoted by a failover) makes
+# the batch run again with EVAL, which is safe since both are idempotent.
 _SETTLE = """
 local mark = redis.call('GET', KEYS[1])
 if mark == ARGV[1] then
@@ -129,6 +130,37 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+_SETTLE_LUA, _RELEASE_LUA = Lua(_SETTLE), Lua(_RELEASE)
+
+# Standalone Redis has no slots: a chunk of a batch goes as one script call, and its answer
+# is one string (a claim's verdict per character) rather than a reply per id to parse.
+# ARGV[1] is the TTL, ARGV[1 + i] the mark for KEYS[i].
+_CLAIM_MANY = Lua("""
+local ttl, out = ARGV[1], {}
+for i, key in ipairs(KEYS) do
+  local mark = ARGV[i + 1]
+  local before = redis.call('SET', key, mark, 'NX', 'EX', ttl, 'GET')
+  if not before then out[i] = 'F' elseif before == mark then out[i] = 'A' else out[i] = 'D' end
+end
+return table.concat(out)
+""")
+_SETTLE_MANY = Lua("""
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    redis.call('SET', key, 'done:' .. ARGV[i], 'KEEPTTL')
+  end
+end
+return 0
+""")
+_RELEASE_MANY = Lua("""
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then redis.call('DEL', key) end
+end
+return 0
+""")
+CHUNK = 256  # ids per script call: bounds how long one call holds the server
+_VERDICTS = {ord("F"): FRESH, ord("A"): AGAIN, ord("D"): DUPLICATE}
 
 
 class RedisDedup:
@@ -156,6 +188,14 @@ class RedisDedup:
         if not claims:
             return []
         client = await self.link.client()
+        if not self.link.cluster:
+            key, ttl = self.key, str(self.ttl)
+            calls = [
+                ([key(i) for i, _ in chunk], [ttl, *(m for _, m in chunk)])
+                for chunk in _chunks(claims)
+            ]
+            answers = await _CLAIM_MANY.run(client, calls)
+            return [_VERDICTS[c] for answer in answers for c in answer]
         async with guarded():
             pipe = client.pipeline(transaction=False)
             for event_id, mark in claims:
@@ -167,20 +207,24 @@ class RedisDedup:
         ]
 
     async def release(self, claims: Sequence[tuple[str, str]]) -> None:
-        await self._each(_RELEASE, claims)
+        await self._each(_RELEASE_LUA, _RELEASE_MANY, claims)
 
     async def settle(self, claims: Sequence[tuple[str, str]]) -> None:
-        await self._each(_SETTLE, claims)
+        await self._each(_SETTLE_LUA, _SETTLE_MANY, claims)
 
-    async def _each(self, script: str, claims: Sequence[tuple[str, str]]) -> None:
+    async def _each(self, script: Lua, many: Lua, claims: Sequence[tuple[str, str]]) -> None:
         if not claims:
             return
         client = await self.link.client()
+        key = self.key
+        if not self.link.cluster:
+            calls = [
+                ([key(i) for i, _ in chunk], [m for _, m in chunk]) for chunk in _chunks(claims)
+            ]
+            await many.run(client, calls)
+            return
         async with guarded():
-            pipe = client.pipeline(transaction=False)
-            for event_id, mark in claims:
-                pipe.eval(script, 1, self.key(event_id), mark)
-            await pipe.execute()
+            await script.run(client, [((key(event_id),), (mark,)) for event_id, mark in claims])
 
     async def ping(self) -> None:
         await self.link.ping()
@@ -188,6 +232,10 @@ class RedisDedup:
     async def close(self) -> None:
         if self.owns_link:
             await self.link.aclose()
+
+
+def _chunks(claims: Sequence[tuple[str, str]]) -> list[Sequence[tuple[str, str]]]:
+    return [claims[i : i + CHUNK] for i in range(0, len(claims), CHUNK)]
 
 
 def open_store(redis_url: str | None, ttl: int, namespace: str) -> DedupStore:

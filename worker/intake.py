@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from ingest import envelope, mediatype
 from ingest.envelope import Record
 from ingest.event import parse_received_at, received_at_now
+from worker.timers import Timer
 from worker.transform import Outgoing, Rejected, describe, transform
 
 log = logging.getLogger("postbacks.worker")
@@ -61,7 +62,7 @@ class Batch:
     poison: list[Poison] = field(default_factory=list)
     retry: list[AbstractIncomingMessage] = field(default_factory=list)
     adopted: list[Adopted] = field(default_factory=list)
-    timers: list[aio_pika.Message] = field(default_factory=list)  # receipt timers to arm
+    timers: list[Timer] = field(default_factory=list)  # receipt timers to arm
     postbacks: int = 0
 
     @property

@@ -9,7 +9,8 @@ the same step: idempotent across redeliveries.
 Redis (standalone or Cluster) keeps a lifecycle under ``NS:life:{TRACKING}:ORIGIN|FAMILY``
 and the list of a tracking id's lifecycles under ``NS:life:{TRACKING}``: the ``{...}`` hash
 tag puts both in one slot, so one single-key-slot script applies a step atomically on a
-cluster, and a batch's steps go in one pipeline (one round trip per node). The script runs
+cluster, and a batch's steps go in one pipeline of ``EVALSHA`` (one round trip per node;
+see :mod:`worker.scripts`). The script runs
 the rules of :mod:`ingest.lifecycle`; tests hold the two to each other. Everything expires
 ``DEDUP_TTL`` after a lifecycle's last step.
 """
@@ -25,6 +26,7 @@ import orjson
 
 from ingest.lifecycle import TIMED_OUT, State, Step, apply
 from worker.redis_link import RedisLink, guarded
+from worker.scripts import Lua
 
 # What a timed_out event takes from the lifecycle's latest event.
 LATEST_FIELDS = ("code", "sent_as", "client_reference", "mms_id", "operator_id", "from", "to")
@@ -196,40 +198,60 @@ class MemoryLifecycles:
 # KEYS[1] the lifecycle, KEYS[2] its tracking id's index (one slot: the same hash tag).
 # ARGV: event id, status, final (0/1), code, received_at, ttl, latest (JSON or ""),
 # only_open (0/1), member name in the index. Returns the step as JSON, or false.
-_STEP = """
-local raw = redis.call('GET', KEYS[1])
-local life = false
-if raw then life = cjson.decode(raw) end
-if life then
-  for _, e in ipairs(life.ev) do
-    if e.id == ARGV[1] then return cjson.encode(e) end
+_STEP_FUNCTION = """
+local function step(key, index, a)
+  local raw = redis.call('GET', key)
+  local life = false
+  if raw then life = cjson.decode(raw) end
+  if life then
+    for _, e in ipairs(life.ev) do
+      if e.id == a[1] then return cjson.encode(e) end
+    end
   end
-end
-if ARGV[8] == '1' and ((not life) or life.f) then return false end
-local status, final = ARGV[2], ARGV[3] == '1'
-local entry
-if not life then
-  life = {first = ARGV[1], at = ARGV[5], ev = {}, latest = cjson.decode('{}'), q = 0}
-  entry = {seq = 1, prev = cjson.null, cur = status, fin = final, stale = false}
-  life.c, life.f = status, final
-else
-  local takes = (not life.f) or (life.c == 'timed_out' and final and status ~= 'timed_out')
-  if takes then
-    entry = {seq = life.q + 1, prev = life.c, cur = status, fin = final, stale = false}
+  if a[8] == '1' and ((not life) or life.f) then return false end
+  local status, final = a[2], a[3] == '1'
+  local entry
+  if not life then
+    life = {first = a[1], at = a[5], ev = {}, latest = cjson.decode('{}'), q = 0}
+    entry = {seq = 1, prev = cjson.null, cur = status, fin = final, stale = false}
     life.c, life.f = status, final
   else
-    entry = {seq = life.q + 1, prev = life.c, cur = life.c, fin = life.f, stale = true}
+    local takes = (not life.f) or (life.c == 'timed_out' and final and status ~= 'timed_out')
+    if takes then
+      entry = {seq = life.q + 1, prev = life.c, cur = status, fin = final, stale = false}
+      life.c, life.f = status, final
+    else
+      entry = {seq = life.q + 1, prev = life.c, cur = life.c, fin = life.f, stale = true}
+    end
   end
+  life.q = entry.seq
+  entry.id, entry.code, entry.status, entry.at = a[1], a[4], status, a[5]
+  table.insert(life.ev, entry)
+  if a[7] ~= '' then life.latest = cjson.decode(a[7]) end
+  redis.call('SET', key, cjson.encode(life), 'EX', a[6])
+  redis.call('SADD', index, a[9])
+  redis.call('EXPIRE', index, a[6])
+  return cjson.encode(entry)
 end
-life.q = entry.seq
-entry.id, entry.code, entry.status, entry.at = ARGV[1], ARGV[4], status, ARGV[5]
-table.insert(life.ev, entry)
-if ARGV[7] ~= '' then life.latest = cjson.decode(ARGV[7]) end
-redis.call('SET', KEYS[1], cjson.encode(life), 'EX', ARGV[6])
-redis.call('SADD', KEYS[2], ARGV[9])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-return cjson.encode(entry)
 """
+_STEP = _STEP_FUNCTION + "return step(KEYS[1], KEYS[2], ARGV)\n"
+# Standalone Redis (no slots): a chunk of a batch's changes in one call, KEYS in pairs and
+# ARGV in nines as above; the answer is one JSON array (a step, or false, per change).
+_STEP_MANY = (
+    _STEP_FUNCTION
+    + """
+local out = {}
+for i = 1, #KEYS / 2 do
+  local a = {}
+  for j = 1, 9 do a[j] = ARGV[(i - 1) * 9 + j] end
+  out[i] = step(KEYS[2 * i - 1], KEYS[2 * i], a) or 'false'
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+)
+
+_STEP_LUA, _STEP_MANY_LUA = Lua(_STEP), Lua(_STEP_MANY)
+CHUNK = 128  # changes per call on standalone Redis: bounds how long one call holds it
 
 
 class RedisLifecycles:
@@ -252,26 +274,42 @@ class RedisLifecycles:
         if not changes:
             return []
         client = await self.link.client()
-        async with guarded():
-            pipe = client.pipeline(transaction=False)
-            for change in changes:
-                latest = "" if change.latest is None else orjson.dumps(change.latest).decode()
-                pipe.eval(
-                    _STEP,
-                    2,
-                    self.key(change.key),
-                    self.index(change.key[2]),
-                    change.event_id,
-                    change.status,
-                    "1" if change.final else "0",
-                    change.code,
-                    change.received_at,
-                    str(self.ttl),
-                    latest,
-                    "1" if only_open else "0",
-                    f"{change.key[0]}|{change.key[1]}",
+        ttl, open_only = str(self.ttl), "1" if only_open else "0"
+        calls = []
+        for change in changes:
+            latest = "" if change.latest is None else orjson.dumps(change.latest).decode()
+            origin, family, tracking = change.key
+            index = f"{self.prefix}{{{tracking}}}"
+            member = f"{origin}|{family}"
+            calls.append(
+                (
+                    (f"{index}:{member}", index),
+                    (
+                        change.event_id,
+                        change.status,
+                        "1" if change.final else "0",
+                        change.code,
+                        change.received_at,
+                        ttl,
+                        latest,
+                        open_only,
+                        member,
+                    ),
                 )
-            answers = await pipe.execute()
+            )
+        if not self.link.cluster:
+            many = []
+            for start in range(0, len(calls), CHUNK):
+                chunk = calls[start : start + CHUNK]
+                many.append(
+                    ([k for keys, _ in chunk for k in keys], [a for _, args in chunk for a in args])
+                )
+            entries = [
+                e for answer in await _STEP_MANY_LUA.run(client, many) for e in orjson.loads(answer)
+            ]
+            return [None if not entry else _step_of(entry) for entry in entries]
+        async with guarded():
+            answers = await _STEP_LUA.run(client, calls)
         return [None if not answer else _step_of(orjson.loads(answer)) for answer in answers]
 
     async def get(self, key: tuple[str, str, str]) -> Lifecycle | None:

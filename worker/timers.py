@@ -22,7 +22,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aio_pika
 import orjson
@@ -42,8 +42,27 @@ PREFETCH = 64
 CONTENT_TYPE = "application/vnd.postbacks.timer+json"
 
 
+class Timer(NamedTuple):
+    """A timer to publish into ``NS.waiting-Ns``: its message id and body."""
+
+    message_id: str
+    body: bytes
+
+
 def arm(event: dict[str, Any], timeout: int) -> aio_pika.Message:
-    """The timer of the lifecycle ``event`` starts."""
+    """The timer of the lifecycle ``event`` starts, as a message."""
+    timer = armed(event, timeout)
+    return aio_pika.Message(
+        timer.body,
+        content_type=CONTENT_TYPE,
+        message_id=timer.message_id,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def armed(event: dict[str, Any], timeout: int) -> Timer:
+    """The timer of the lifecycle ``event`` starts (published persistent, with
+    :data:`CONTENT_TYPE`)."""
     body = orjson.dumps(
         {
             "origin": event["origin"],
@@ -53,12 +72,7 @@ def arm(event: dict[str, Any], timeout: int) -> aio_pika.Message:
             "after_seconds": timeout,
         }
     )
-    return aio_pika.Message(
-        body,
-        content_type=CONTENT_TYPE,
-        message_id=uuid.uuid4().hex,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
+    return Timer(uuid.uuid4().hex, body)
 
 
 def _timer(message: AbstractIncomingMessage) -> tuple[tuple[str, str, str], str, int] | None:

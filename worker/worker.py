@@ -9,8 +9,8 @@ once even when the worker is killed or the broker restarts mid-batch.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,12 +31,13 @@ from redis.exceptions import RedisError
 
 from ingest import broker, lifecycle, topology
 from ingest.settings import Settings
-from worker import quarantine
+from worker import quarantine, wire
 from worker.dedup import DedupStore, Verdict
 from worker.intake import Batch, Item, postback_count, prepare
 from worker.lifecycles import Change, LifecycleStore, MemoryLifecycles
 from worker.metrics import WorkerMetrics
-from worker.timers import TimerConsumer, arm
+from worker.timers import CONTENT_TYPE as TIMER_CONTENT_TYPE
+from worker.timers import Timer, TimerConsumer, armed
 from worker.transform import Outgoing, describe
 
 log = logging.getLogger("postbacks.worker")
@@ -46,6 +47,7 @@ MAX_BATCH_MESSAGES = PREFETCH // 2  # so the next batch is delivered while one c
 MAX_BATCH_POSTBACKS = 2048  # postbacks per transaction
 STOP_GRACE = 8.0  # seconds to finish what was already delivered when asked to stop
 KNOWN_ORIGINS = frozenset({"MMS_MT", "MMS_MO"})  # other origins are counted as "other"
+_NULL_LIFECYCLE = b'"lifecycle":null}'  # how an event serialized by transform ends
 
 
 T = TypeVar("T")
@@ -272,7 +274,7 @@ class Worker:
         await self.lifecycle_step(chosen, batch.timers)
         return batch, fresh
 
-    async def lifecycle_step(self, items: list[Item], timers: list[aio_pika.Message]) -> None:
+    async def lifecycle_step(self, items: list[Item], timers: list[Timer]) -> None:
         """Apply each event to its lifecycle (one store round trip for the batch), write
         the step into the event, and arm a receipt timer for each lifecycle that starts
         waiting for a receipt."""
@@ -290,10 +292,21 @@ class Worker:
         timeout = self.settings.dlr_timeout
         for item, step in zip(targets, steps, strict=True):
             assert step is not None
-            event = {**item.out.event, "lifecycle": step.as_dict()}
-            item.out = dataclasses.replace(item.out, event=event, body=orjson.dumps(event))
+            out = item.out
+            event = out.event
+            # The event is this batch's own dict; ``lifecycle`` is its last key, so its
+            # serialized form ends ``"lifecycle":null}`` and the step's JSON goes in there:
+            # the bytes orjson.dumps gives for the whole event with the step set.
+            event["lifecycle"] = step_dict = step.as_dict()
+            body = out.body
+            if body.endswith(_NULL_LIFECYCLE):
+                body = body[: -len(_NULL_LIFECYCLE)] + b'"lifecycle":' + orjson.dumps(step_dict)
+                body += b"}"
+            else:
+                body = orjson.dumps(event)
+            item.out = Outgoing(event, body, out.routing_key, out.headers, out.timestamp)
             if lifecycle.arms_timer(event, step, timeout):
-                timers.append(arm(event, timeout))
+                timers.append(armed(event, timeout))
 
     async def _publish(
         self,
@@ -308,6 +321,12 @@ class Worker:
         published: list[Outgoing] = []
         claimed: list[tuple[str, str]] = []
         again = 0
+        # Every event and timer of the batch is encoded into one buffer and written at
+        # once (worker.wire): the same frames aio-pika would send, without its per-message
+        # objects, lock and socket write. The channel is transactional: nothing to confirm.
+        frames = wire.frames_for(channel)
+        publish = frames.publish
+        exchange = events.name
         for item, is_fresh in zip(batch.events, fresh, strict=True):
             if not is_fresh:
                 continue
@@ -317,24 +336,23 @@ class Worker:
             if is_fresh.again:
                 again += 1
             out = item.out
-            await events.publish(
-                aio_pika.Message(
-                    out.body,
-                    content_type="application/json",
-                    message_id=out.event_id,
-                    timestamp=out.timestamp,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    headers=dict(out.headers),
-                ),
-                routing_key=out.routing_key,
-                mandatory=False,
+            event_id = out.event["event_id"]
+            publish(
+                exchange,
+                out.routing_key,
+                out.body,
+                content_type="application/json",
+                message_id=event_id,
+                timestamp=out.timestamp,
+                headers=out.headers,
             )
             published.append(out)
-            claimed.append((out.event_id, item.mark))
-        default = channel.default_exchange
+            claimed.append((event_id, item.mark))
         waiting = self.names.waiting(self.settings.dlr_timeout)
-        for timer in batch.timers:
-            await default.publish(timer, routing_key=waiting, mandatory=False)
+        for timer_id, timer_body in batch.timers:
+            publish("", waiting, timer_body, content_type=TIMER_CONTENT_TYPE, message_id=timer_id)
+        await wire.write(channel, frames)
+        default = channel.default_exchange
         for rejected in batch.rejected:
             await default.publish(
                 quarantine.postback(rejected.record, rejected.reason),
@@ -364,14 +382,22 @@ class Worker:
         now = time.time()
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_postbacks.observe(batch.postbacks)
+        # One counter update per (origin, family, status), not per event.
+        tally: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        observe = self.metrics.processing_seconds.observe
+        stale = 0
         for out in published:
             event = out.event
             origin = event["origin"] if event["origin"] in KNOWN_ORIGINS else "other"
-            self.metrics.events.labels(origin, event["family"], event["status"]).inc()
-            self.metrics.processing_seconds.observe(max(0.0, now - out.timestamp.timestamp()))
+            tally[origin, event["family"], event["status"]] += 1
+            observe(max(0.0, now - out.timestamp.timestamp()))
             step = event.get("lifecycle")
             if step is not None and step["stale"]:
-                self.metrics.stale.inc()
+                stale += 1
+        for labels, count in tally.items():
+            self.metrics.events.labels(*labels).inc(count)
+        if stale:
+            self.metrics.stale.inc(stale)
         self.metrics.duplicates.inc(len(batch.events) - len(published))
         self.metrics.republished.inc(done.republished)
         if batch.rejected:

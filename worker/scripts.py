@@ -1,0 +1,54 @@
+"""Lua scripts run by SHA, in one pipeline per batch.
+
+``EVALSHA`` sends 40 bytes where ``EVAL`` sends the whole script for every call. Each
+script is loaded (``SCRIPT LOAD``, on every master of a cluster) the first time a client
+runs it. A node that does not hold it all the same (a fresh server, ``SCRIPT FLUSH``, a
+replica promoted by a failover on a cluster) answers ``NOSCRIPT``; the batch then runs
+again with ``EVAL``, which also leaves the script in that node's cache for the next
+batches. Running a batch twice is safe because every script run this way is idempotent: a
+step already applied gives the same answer again, and a settle or release compares before
+it writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+Call = tuple[Sequence[str], Sequence[str]]  # (keys, args) of one script call
+# The scripts loaded (SCRIPT LOAD) through each client, so each is loaded once per client.
+_LOADED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+class Lua:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    async def run(self, client: Any, calls: Sequence[Call]) -> list[Any]:
+        """Each call's answer, in order: one pipeline (one round trip per node)."""
+        loaded = _LOADED.setdefault(client, set())
+        if self.sha not in loaded:
+            await client.script_load(self.text)  # on a cluster: on every master
+            loaded.add(self.sha)
+        try:
+            return await self._pipeline(client, calls, by_sha=True)
+        except ResponseError as exc:
+            if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
+                raise
+        return await self._pipeline(client, calls, by_sha=False)
+
+    async def _pipeline(self, client: Any, calls: Sequence[Call], *, by_sha: bool) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        if by_sha:
+            for keys, args in calls:
+                pipe.evalsha(self.sha, len(keys), *keys, *args)
+        else:
+            for keys, args in calls:
+                pipe.eval(self.text, len(keys), *keys, *args)
+        answers: list[Any] = await pipe.execute()
+        return answers
