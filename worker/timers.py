@@ -30,7 +30,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from ingest import topology
 from ingest.event import amqp_headers, parse_received_at, received_at_now, routing_key
-from ingest.lifecycle import timed_out_event
+from ingest.lifecycle import TIMER_FAMILIES, timed_out_event
 from worker.lifecycles import Change
 
 if TYPE_CHECKING:
@@ -88,6 +88,8 @@ class TimerConsumer:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.names = worker.names
+        for family in sorted(TIMER_FAMILIES):  # scraped at 0 before the first timeout
+            worker.metrics.timeouts.labels(family=family)
 
     async def run(self, connection: AbstractConnection) -> None:
         if self.worker.settings.dlr_timeout <= 0:
