@@ -35,7 +35,7 @@ import aio_pika
 import aio_pika.abc
 from pamqp.commands import Basic
 
-from bench.broker import Broker, delete_redis_keys
+from bench.broker import Broker, delete_redis_keys, list_queues_with_prefix
 from bench.phases import Config, Sampler, project_env, project_topology, say
 from bench.procs import (
     RESULTS_DIR,
@@ -370,7 +370,14 @@ async def _namespace(cfg: Config, broker: Broker, label: str) -> AsyncIterator[s
     try:
         yield ns
     finally:
-        extra = [names.timers, names.waiting(TIMEOUT), names.history]
+        # Every NS.* queue: `postbacks topology` runs with bench.phases' env (its own
+        # DLR_TIMEOUT), so it may declare another NS.waiting-Ns than the worker's.
+        extra = [
+            names.timers,
+            names.waiting(TIMEOUT),
+            names.history,
+            *list_queues_with_prefix(f"{ns}."),
+        ]
         with contextlib.suppress(Exception):
             await broker.delete_namespace(ns, extra_queues=extra)
         with contextlib.suppress(Exception):
