@@ -1,13 +1,13 @@
-"""Lua scripts run by SHA, in one pipeline per batch.
+"""Lua scripts run by SHA (by text on a Redis Cluster), in one pipeline per batch.
 
 ``EVALSHA`` sends 40 bytes where ``EVAL`` sends the whole script for every call. Each
-script is loaded (``SCRIPT LOAD``, on every master of a cluster) the first time a client
-runs it. A node that does not hold it all the same (a fresh server, ``SCRIPT FLUSH``, a
-replica promoted by a failover on a cluster) answers ``NOSCRIPT``; the batch then runs
-again with ``EVAL``, which also leaves the script in that node's cache for the next
-batches. Running a batch twice is safe because every script run this way is idempotent: a
-step already applied gives the same answer again, and a settle or release compares before
-it writes.
+script is loaded (``SCRIPT LOAD``) the first time a client runs it. A server that does not
+hold it all the same (a fresh one, ``SCRIPT FLUSH``) answers ``NOSCRIPT``; the batch then
+runs again with ``EVAL``, which also leaves the script in its cache for the next batches.
+Running a batch twice is safe because every script run this way is idempotent: a step
+already applied gives the same answer again, and a settle or release compares before it
+writes. On a Redis Cluster the scripts go by ``EVAL``: redis-py refuses ``EVALSHA`` in a
+cluster pipeline, and a replica promoted by a failover may not hold them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 Call = tuple[Sequence[str], Sequence[str]]  # (keys, args) of one script call
@@ -31,6 +32,10 @@ class Lua:
 
     async def run(self, client: Any, calls: Sequence[Call]) -> list[Any]:
         """Each call's answer, in order: one pipeline (one round trip per node)."""
+        if isinstance(client, RedisCluster):
+            # redis-py refuses EVALSHA in a cluster pipeline ("blocked when running redis in
+            # cluster mode"); EVAL is routed by its keys' slot.
+            return await self._pipeline(client, calls, by_sha=False)
         loaded = _LOADED.setdefault(client, set())
         if self.sha not in loaded:
             await client.script_load(self.text)  # on a cluster: on every master
