@@ -50,8 +50,10 @@ class Lua:
     async def _pipeline(self, client: Any, calls: Sequence[Call], *, by_sha: bool) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         if by_sha:
+            # execute_command: redis-py's cluster pipeline blocks its evalsha method, though
+            # it routes EVALSHA by its keys like EVAL.
             for keys, args in calls:
-                pipe.evalsha(self.sha, len(keys), *keys, *args)
+                pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         else:
             for keys, args in calls:
                 pipe.eval(self.text, len(keys), *keys, *args)
