@@ -32,6 +32,7 @@ logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 # broker link comes back within a second of a node being reachable again.
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 1.0
 CONNECT_TIMEOUT = 5.0  # seconds per node
+CLOSE_TIMEOUT = 1.0  # seconds to wait for a node to take a Connection.Close
 
 
 class Unreachable(ConnectionError):
@@ -147,5 +148,6 @@ class Link:
                 self.on_problem(f"broker connection lost: {describe(exc)}")
                 log.warning("broker connection lost", extra={"node": node, "error": describe(exc)})
             finally:
+                # Bounded: a node that went silent never answers Connection.Close.
                 with contextlib.suppress(Exception):
-                    await connection.close()
+                    await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)

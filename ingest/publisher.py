@@ -51,6 +51,10 @@ class Unavailable(Exception):
     """The broker cannot take the postback now: answer 503."""
 
 
+class Stalled(Unavailable):
+    """The broker did not confirm in time."""
+
+
 @dataclass(slots=True)
 class _Pending:
     record: Record
@@ -78,6 +82,7 @@ class IntakePublisher:
         self._wakeup = asyncio.Event()
         self._busy = 0  # lanes waiting for a confirm
         self._tasks: list[asyncio.Task[None]] = []
+        self._lost = asyncio.Event()  # set when the current link is lost or given up
         self._stopped = asyncio.Event()
         self._prefix = uuid.uuid4().hex[:12]
         self._seq = 0
@@ -174,10 +179,23 @@ class IntakePublisher:
         started = time.monotonic()
         records = [p.record for p in batch]
         deadline = batch[0].deadline  # the oldest postback comes first: it bounds the batch
+        several = len(self.settings.amqp_urls) > 1
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                await self.send(records, deadline - time.monotonic())
+                # With several nodes one attempt waits at most half the confirm timeout: a
+                # node cut off from its cluster may keep the connection open and just never
+                # confirm; then the link is dropped and the batch goes again through the next.
+                wait = min(remaining, self.settings.confirm_timeout / 2) if several else remaining
+                await self.send(records, wait)
                 break
+            except Stalled as exc:
+                if several:
+                    self._abandon(f"no confirm within {wait:.1f} s")
+                if deadline - time.monotonic() < RETRY_MARGIN + RETRY_PAUSE:
+                    await self._fallback(batch, exc)
+                    return
+                await asyncio.sleep(RETRY_PAUSE)
             except Exception as exc:  # any failure means "not confirmed" (yet)
                 # On a cluster a refusal or a lost node is often over within seconds (a
                 # quorum queue electing a new leader nacks meanwhile; the link goes on to
@@ -193,6 +211,13 @@ class IntakePublisher:
         # Answered one step later: the lane first hands the next batch to the connection's
         # writer, so that batch goes out before this one's requests are answered.
         asyncio.get_running_loop().call_soon(_confirm, batch)
+
+    def _abandon(self, reason: str) -> None:
+        """Give up the current node: close its connection, so the link goes on to the next."""
+        self._up = False
+        self.problem = f"broker node given up: {reason}"
+        log.warning("broker node given up", extra={"reason": reason})
+        self._lost.set()  # the link's session ends and it goes on to the next node
 
     async def _fallback(self, batch: list[_Pending], exc: BaseException) -> None:
         reason = _describe(exc) if not isinstance(exc, Unavailable) else str(exc)
@@ -211,10 +236,10 @@ class IntakePublisher:
     async def send(self, records: list[Record], timeout: float) -> None:
         """Publish ``records`` as one persistent intake message and wait for the confirm."""
         channel = self._channel
-        if channel is None or channel.is_closed:
+        if channel is None or channel.is_closed or not self._up:
             raise Unavailable(self.problem or "broker unavailable")
         if timeout <= 0:
-            raise Unavailable("broker did not confirm in time")
+            raise Stalled("broker did not confirm in time")
         message = aio_pika.Message(
             envelope.pack(records),
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -228,7 +253,7 @@ class IntakePublisher:
                     message, routing_key=self.settings.names.intake, mandatory=True
                 )
         except TimeoutError:
-            raise Unavailable("broker did not confirm in time") from None
+            raise Stalled("broker did not confirm in time") from None
         if not isinstance(confirm, Basic.Ack):
             raise Unavailable(f"broker did not take the postback: {confirm!r}")
 
@@ -244,7 +269,7 @@ class IntakePublisher:
 
     async def _serve(self, connection: AbstractConnection) -> None:
         """Publish through ``connection`` until it is lost (or the receiver stops)."""
-        lost = asyncio.Event()
+        lost = self._lost = asyncio.Event()
         self._connection = connection
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

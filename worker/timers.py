@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("postbacks.timers")
 
 PREFETCH = 64
+COMMIT_TIMEOUT = 10.0  # seconds; past it the channel's node is taken as lost
 CONTENT_TYPE = "application/vnd.postbacks.timer+json"
 
 
@@ -111,7 +112,7 @@ class TimerConsumer:
             while not inbox.empty() and len(group) < PREFETCH:
                 group.append(inbox.get_nowait())
             published = await self._publish(events, group)
-            await transaction.commit()
+            await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
             for family in published.values():
                 self.worker.metrics.timeouts.labels(family=family).inc()
             self.worker.published += len(published)

@@ -53,6 +53,19 @@ _NULL_LIFECYCLE = b'"lifecycle":null}'  # how an event serialized by transform e
 T = TypeVar("T")
 
 
+# A commit not answered within this is taken as a lost node (one cut off from its cluster
+# may keep the connection open and never answer): the session ends and the link goes on to
+# the next node; the batch comes back and is published again, counted as republished.
+COMMIT_TIMEOUT = 10.0
+
+
+async def _commit(transaction: AbstractTransaction) -> None:
+    try:
+        await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
+    except TimeoutError:
+        raise ConnectionError(f"no commit-ok within {COMMIT_TIMEOUT:g} s") from None
+
+
 class _GiveUp(Exception):
     """Stop was requested while a dependency was down: leave the batch unacked."""
 
@@ -183,7 +196,7 @@ class Worker:
                     await self._finish(*committing)
                     committing = None
                 done = await self._publish(channel, events, group, batch, fresh)
-                committing = (asyncio.create_task(transaction.commit()), done)
+                committing = (asyncio.create_task(_commit(transaction)), done)
             if committing is not None:
                 await self._finish(*committing)
                 committing = None
@@ -240,7 +253,7 @@ class Worker:
                     self._prepare(group), max(0.1, deadline - time.monotonic())
                 )
                 done = await self._publish(channel, events, group, batch, fresh)
-                await self._finish(transaction.commit(), done)
+                await self._finish(_commit(transaction), done)
             except (_GiveUp, TimeoutError):
                 break
 

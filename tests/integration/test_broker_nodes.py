@@ -155,3 +155,29 @@ async def test_a_postback_whose_node_dies_before_its_confirm_is_published_again_
     assert 0.5 < took < 4.5, took
     records = await intake_records(namespace)
     assert [r.body for r in records].count(postback_xml("N102", "again")) >= 1
+
+
+async def test_a_node_that_keeps_the_connection_but_never_confirms_is_given_up(
+    namespace: str,
+) -> None:
+    """A node cut off from its cluster may hold the connection open and never confirm: the
+    receiver gives it up after half the confirm timeout and publishes through the next node,
+    so the postback still gets its 200 within the timeout."""
+    proxies = [TcpProxy(), TcpProxy()]
+    await _started(*proxies)
+    settings = settings_for(
+        namespace, amqp_url=",".join(p.url for p in proxies), confirm_timeout=4.0
+    )
+    try:
+        async with receiver(settings) as url, http_session() as session:
+            _in_use(proxies).freeze()  # open, silent: no confirm, no close
+            started = time.monotonic()
+            status = (await post(session, f"{url}/postbacks", postback_xml("N102", "silent")))[0]
+            took = time.monotonic() - started
+            after = (await post(session, f"{url}/postbacks", postback_xml("N102", "next")))[0]
+    finally:
+        for proxy in proxies:
+            await proxy.close()
+    assert status == 200
+    assert 1.5 < took < 4.0, took
+    assert after == 200
