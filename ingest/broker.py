@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -33,6 +34,7 @@ logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 1.0
 CONNECT_TIMEOUT = 5.0  # seconds per node
 CLOSE_TIMEOUT = 1.0  # seconds to wait for a node to take a Connection.Close
+AVOID_SECONDS = 30.0  # a node given up is tried last for this long
 
 
 class Unreachable(ConnectionError):
@@ -68,12 +70,22 @@ class Nodes:
         self.urls = tuple(urls)
         self._next = random.randrange(len(self.urls)) if start is None else start % len(urls)
         self.current: str | None = None  # the node of the open connection
+        self._avoided: dict[str, float] = {}  # node -> until when it is tried last
 
     def round(self) -> list[str]:
-        """Every node once, from the next one on; the one after is next time's first."""
+        """Every node once, from the next one on; the one after is next time's first. Nodes
+        given up lately (:meth:`avoid`) come last: tried only when no other answers."""
         first = self._next
         self._next = (first + 1) % len(self.urls)
-        return [self.urls[(first + i) % len(self.urls)] for i in range(len(self.urls))]
+        order = [self.urls[(first + i) % len(self.urls)] for i in range(len(self.urls))]
+        now = time.monotonic()
+        return sorted(order, key=lambda url: self._avoided.get(url, 0.0) > now)
+
+    def avoid(self, url: str | None, seconds: float = AVOID_SECONDS) -> None:
+        """Try ``url`` last for ``seconds``: it took a connection but did not serve it (a
+        node cut off from its cluster can keep accepting connections and never confirm)."""
+        if url is not None:
+            self._avoided[url] = time.monotonic() + seconds
 
     async def connect(self, timeout: float = CONNECT_TIMEOUT) -> AbstractConnection:
         """A connection to the first node of this round that takes it."""

@@ -83,6 +83,7 @@ class IntakePublisher:
         self._busy = 0  # lanes waiting for a confirm
         self._tasks: list[asyncio.Task[None]] = []
         self._lost = asyncio.Event()  # set when the current link is lost or given up
+        self._link: broker.Link | None = None
         self._stopped = asyncio.Event()
         self._prefix = uuid.uuid4().hex[:12]
         self._seq = 0
@@ -217,6 +218,8 @@ class IntakePublisher:
         self._up = False
         self.problem = f"broker node given up: {reason}"
         log.warning("broker node given up", extra={"reason": reason})
+        if self._link is not None:
+            self._link.nodes.avoid(self._link.nodes.current)
         self._lost.set()  # the link's session ends and it goes on to the next node
 
     async def _fallback(self, batch: list[_Pending], exc: BaseException) -> None:
@@ -264,7 +267,7 @@ class IntakePublisher:
             if problem is not None:
                 self.problem = problem
 
-        link = broker.Link(self.settings.amqp_urls, on_problem)
+        link = self._link = broker.Link(self.settings.amqp_urls, on_problem)
         await link.run(self._serve, self._stopped)
 
     async def _serve(self, connection: AbstractConnection) -> None:

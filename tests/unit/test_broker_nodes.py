@@ -54,3 +54,13 @@ def test_refusals_are_one_line_with_the_brokers_reason() -> None:
     refused = aiormq.exceptions.AMQPConnectionError(111, "Connect call failed ('10.0.0.1', 5672)")
     assert describe(refused) == "Connect call failed ('10.0.0.1', 5672)"
     assert describe(TimeoutError()) == "no answer within the connect timeout"
+
+
+def test_a_node_given_up_is_tried_last_for_a_while() -> None:
+    nodes = Nodes([A, B, C], start=0)
+    nodes.avoid(A, seconds=60)
+    assert nodes.round() == [B, C, A]
+    assert nodes.round() == [B, C, A]  # still last, from wherever the round starts
+    assert nodes.round() == [C, B, A]
+    nodes.avoid(B, seconds=-1)  # already over
+    assert nodes.round()[-1] == A
