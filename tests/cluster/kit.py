@@ -29,9 +29,10 @@ from tests.faults.kit import (
     readiness,
     wait_ready,
 )
+from tests.faults.services import pid_alive
 from tests.support import Stack, delete_topology, free_port
 
-from .rabbit_cluster import RabbitCluster, pid_alive, port_open
+from .rabbit_cluster import RabbitCluster, port_open
 from .redis_cluster import RedisCluster
 
 REPUBLISHED = "postbacks_events_republished_total"

@@ -37,7 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+from tests.faults.services import pid_alive, tool
+
 PartitionMode = Literal["reject", "drop", "cookie"]
 PLUGINS_DIR_GLOB = "/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins"
 
@@ -55,32 +56,6 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (SIGKILLed, not yet reaped by anyone) counts as gone.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
-
-
-def tool(name: str) -> str:
-    """The real RabbitMQ script: the ``/usr/sbin`` wrappers switch to the ``rabbitmq`` user,
-    whose home holds the shared node's cookie."""
-    path = RABBIT_BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} is not installed")
-    return found
 
 
 def management_available() -> bool:

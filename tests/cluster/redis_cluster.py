@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.faults.services import pid_alive
+
 NODES = 6
 NODE_TIMEOUT_MS = 2000
 
@@ -35,16 +37,6 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RedisClusterError(RuntimeError):
@@ -152,20 +144,20 @@ class RedisCluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def stop(self) -> None:
         """Kill every node still running and remove the directory; never raises."""
         for port in self.ports:
             pid = self._pid(port)
-            if pid is not None and _pid_alive(pid):
+            if pid is not None and pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         for port in self.ports:
             pid = self._pid(port)
             deadline = time.monotonic() + 10
-            while pid is not None and _pid_alive(pid) and time.monotonic() < deadline:
+            while pid is not None and pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
         if not os.environ.get("REDIS_CLUSTER_KEEP"):
             shutil.rmtree(self.base, ignore_errors=True)
@@ -189,7 +181,7 @@ class RedisCluster:
 
     def alive(self, port: int) -> bool:
         pid = self._pid(port)
-        return pid is not None and _pid_alive(pid)
+        return pid is not None and pid_alive(pid)
 
     def info(self, port: int, section: str = "replication") -> dict[str, str]:
         done = self.cli("info", section, port=port, timeout=5)

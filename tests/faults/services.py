@@ -35,17 +35,21 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    # A zombie (SIGKILLed, not yet reaped by anyone) counts as gone.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
     return True
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
     """The real RabbitMQ script: the ``/usr/sbin`` wrappers switch to the ``rabbitmq`` user,
     whose home holds the shared node's cookie."""
     path = RABBIT_BIN / name
@@ -94,7 +98,7 @@ class PrivateRabbit:
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [_tool("rabbitmqctl"), "-q", "-n", self.node, *args],
+            [tool("rabbitmqctl"), "-q", "-n", self.node, *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -109,7 +113,7 @@ class PrivateRabbit:
         (self.base / "rabbitmq.conf").write_text("loopback_users = none\n")
         (self.base / "rabbitmq-env.conf").write_text("")
         subprocess.run(
-            [_tool("rabbitmq-server"), "-detached"],
+            [tool("rabbitmq-server"), "-detached"],
             env=self.env(),
             check=True,
             timeout=60,
@@ -159,9 +163,9 @@ class PrivateRabbit:
             self.ctl("stop", timeout=60)
         if self.pid is not None:
             deadline = time.monotonic() + 20
-            while _pid_alive(self.pid) and time.monotonic() < deadline:
+            while pid_alive(self.pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _pid_alive(self.pid):
+            if pid_alive(self.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
 
@@ -253,9 +257,9 @@ class PrivateRedis:
             check=False,
         )
         deadline = time.monotonic() + 10
-        while (port_open(self.port) or (pid and _pid_alive(pid))) and time.monotonic() < deadline:
+        while (port_open(self.port) or (pid and pid_alive(pid))) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if pid and _pid_alive(pid):
+        if pid and pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
