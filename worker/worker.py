@@ -76,10 +76,7 @@ class _Done:
     published: list[Outgoing]
     batch: Batch
     claims: list[tuple[str, str]]  # (event id, mark) of each published event
-    republished: int  # of them, from redelivered intake messages
-
-
-_describe = describe
+    republished: int  # of them, claimed earlier by this very delivery (the commit in doubt)
 
 
 class Worker:
@@ -159,7 +156,7 @@ class Worker:
         def timers_ended(task: asyncio.Task[None]) -> None:
             failure = None if task.cancelled() else task.exception()
             if failure is not None:
-                log.warning("receipt timers stopped", extra={"error": _describe(failure)})
+                log.warning("receipt timers stopped", extra={"error": describe(failure)})
                 on_close()  # the session ends and comes back with a fresh connection
 
         timer_task.add_done_callback(timers_ended)
@@ -224,7 +221,7 @@ class Worker:
         try:
             await self.store.settle(done.claims)
         except (RedisError, OSError) as exc:
-            log.warning("dedup marks not settled", extra={"error": _describe(exc)})
+            log.warning("dedup marks not settled", extra={"error": describe(exc)})
 
     async def _wake_on_stop(self, inbox: asyncio.Queue[AbstractIncomingMessage | None]) -> None:
         await self.stopping.wait()
@@ -437,7 +434,7 @@ class Worker:
                 answer = await call()
             except (RedisError, OSError) as exc:
                 if "redis" in self.problems:
-                    self._problem("redis", f"redis unreachable: {_describe(exc)}")
+                    self._problem("redis", f"redis unreachable: {describe(exc)}")
                 if self.stopping.is_set():
                     raise _GiveUp from exc
                 with contextlib.suppress(TimeoutError):
@@ -471,7 +468,7 @@ class Worker:
                 try:
                     await self.store.ping()
                 except (RedisError, OSError) as exc:
-                    self._problem("redis", f"redis unreachable: {_describe(exc)}")
+                    self._problem("redis", f"redis unreachable: {describe(exc)}")
                 else:
                     self._problem("redis", None)  # logs only a change; keeps the gauge set
             await asyncio.sleep(2.0)
