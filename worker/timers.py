@@ -8,11 +8,13 @@ each, at least once, into ``NS.timers`` when its time is up. Nothing scans the s
 
 :class:`TimerConsumer` takes ``NS.timers`` on a channel and a transaction of its own (acks
 are cumulative per channel: a timer never shares acks with the intake). For each due timer
-it reads the lifecycle: unknown (expired, or a worker's memory that was restarted), final,
-or a later lifecycle of the same tracking id → nothing. Otherwise it builds the
-``timed_out`` event, claims its id in the dedup store (two timers of one lifecycle give one
-id), applies it to the lifecycle only if that is still open, and publishes it with the ack
-of the timer in one commit. Exactly one ``timed_out`` event per lifecycle however many
+it reads the lifecycle: unknown (expired, or a worker's memory that was restarted), a later
+lifecycle of the same tracking id, or final by anything but this very timeout → nothing.
+Otherwise it builds the ``timed_out`` event, claims its id in the dedup store (two timers
+of one lifecycle give one id), applies it to the lifecycle only if that is still open (or
+already holds it: the lifecycle was stepped before a commit that did not happen, and the
+claim says whether this is that timer again), and publishes it with the ack of the timer in
+one commit. Exactly one ``timed_out`` event per lifecycle however many
 workers run, timers are dead-lettered twice, or processes and the broker restart.
 """
 
@@ -41,6 +43,14 @@ log = logging.getLogger("postbacks.timers")
 PREFETCH = 64
 COMMIT_TIMEOUT = 10.0  # seconds; past it the channel's node is taken as lost
 CONTENT_TYPE = "application/vnd.postbacks.timer+json"
+
+
+class TimersInDoubt(NamedTuple):
+    """timed_out events whose commit got no commit-ok on a cluster (see ``worker.worker``):
+    published again on the next connection."""
+
+    messages: list[tuple[aio_pika.Message, str]]  # with its routing key
+    published: dict[tuple[str, str], str]  # (event id, mark) → family
 
 
 class Timer(NamedTuple):
@@ -106,24 +116,41 @@ class TimerConsumer:
         async def deliver(message: AbstractIncomingMessage) -> None:
             inbox.put_nowait(message)
 
+        worker = self.worker
+        while worker.timers_in_doubt:  # before consuming: see worker.worker
+            doubt = worker.timers_in_doubt[0]
+            for message, routed in doubt.messages:
+                await events.publish(message, routing_key=routed, mandatory=False)
+            await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
+            worker.timers_in_doubt.pop(0)
+            worker.metrics.republished.inc(len(doubt.messages))
+            await self._committed(doubt.published)
         await queue.consume(deliver)
         while True:
             group = [await inbox.get()]
             while not inbox.empty() and len(group) < PREFETCH:
                 group.append(inbox.get_nowait())
-            published = await self._publish(events, group)
-            await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
-            for family in published.values():
-                self.worker.metrics.timeouts.labels(family=family).inc()
-            self.worker.published += len(published)
-            if published:
-                await self.worker.store.settle(list(published))
+            published, messages = await self._publish(events, group)
+            try:
+                await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
+            except BaseException:
+                if worker.keeps_in_doubt and messages:
+                    worker.timers_in_doubt.append(TimersInDoubt(messages, published))
+                raise
+            await self._committed(published)
+
+    async def _committed(self, published: dict[tuple[str, str], str]) -> None:
+        for family in published.values():
+            self.worker.metrics.timeouts.labels(family=family).inc()
+        self.worker.published += len(published)
+        if published:
+            await self.worker.store.settle(list(published))
 
     async def _publish(
         self, events: aio_pika.abc.AbstractExchange, group: list[AbstractIncomingMessage]
-    ) -> dict[tuple[str, str], str]:
+    ) -> tuple[dict[tuple[str, str], str], list[tuple[aio_pika.Message, str]]]:
         """Publish the timed_out events of ``group`` and ack it, inside the transaction;
-        the (event id, mark) of each published one, and its family."""
+        the (event id, mark) of each published one with its family, and the messages."""
         worker = self.worker
         due: list[tuple[AbstractIncomingMessage, dict[str, Any]]] = []
         for message in group:
@@ -133,10 +160,15 @@ class TimerConsumer:
                 continue
             key, first_event_id, after = timer
             found = await worker.wait_for_store(functools.partial(worker.lifecycles.get, key))
-            if found is None or found.final or found.first_event_id != first_event_id:
+            if found is None or found.first_event_id != first_event_id:
                 continue
             latest = {**found.latest, "origin": key[0], "family": key[1], "tracking_id": key[2]}
-            due.append((message, timed_out_event(latest, first_event_id, after, received_at_now())))
+            event = timed_out_event(latest, first_event_id, after, received_at_now())
+            # Final by this very timeout: the lifecycle was stepped before a commit that did
+            # not happen (this timer is back); the claim below tells which.
+            if found.final and all(e.get("id") != event["event_id"] for e in found.events):
+                continue
+            due.append((message, event))
         claims = [(e["event_id"], f"{m.message_id}/timer") for m, e in due]
         verdicts = await worker.wait_for_store(lambda: worker.store.claim(claims)) if claims else []
         chosen = [(m, e) for (m, e), v in zip(due, verdicts, strict=True) if v]
@@ -147,22 +179,28 @@ class TimerConsumer:
             else []
         )
         published: dict[tuple[str, str], str] = {}
-        for (message, event), step in zip(chosen, steps, strict=True):
+        messages: list[tuple[aio_pika.Message, str]] = []
+        republished = 0
+        for (message, event), step, verdict in zip(
+            chosen, steps, [v for v in verdicts if v], strict=True
+        ):
             if step is None:  # final by now: a receipt came after all
                 continue
+            republished += 1 if verdict.again else 0
             event = {**event, "lifecycle": step.as_dict()}
-            await events.publish(
-                aio_pika.Message(
-                    orjson.dumps(event),
-                    content_type="application/json",
-                    message_id=event["event_id"],
-                    timestamp=parse_received_at(event["received_at"]),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    headers=dict(amqp_headers(event)),
-                ),
-                routing_key=routing_key(event),
-                mandatory=False,
+            out = aio_pika.Message(
+                orjson.dumps(event),
+                content_type="application/json",
+                message_id=event["event_id"],
+                timestamp=parse_received_at(event["received_at"]),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=dict(amqp_headers(event)),
             )
+            routed = routing_key(event)
+            await events.publish(out, routing_key=routed, mandatory=False)
+            messages.append((out, routed))
             published[(event["event_id"], f"{message.message_id}/timer")] = event["family"]
         await group[-1].ack(multiple=True)
-        return published
+        if republished:  # this very timer claimed them before a commit that did not happen
+            worker.metrics.republished.inc(republished)
+        return published, messages

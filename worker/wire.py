@@ -17,7 +17,6 @@ import struct
 from datetime import datetime
 from typing import cast
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import ChannelFrame
@@ -118,15 +117,15 @@ class Frames:
         return data
 
 
-def _raw(channel: AbstractChannel) -> aiormq.Channel:
+async def _raw(channel: AbstractChannel) -> aiormq.Channel:
     """aiormq's channel under aio-pika's; raises when the channel is closed."""
-    return cast(aiormq.Channel, cast(aio_pika.Channel, channel).channel)
+    return cast(aiormq.Channel, await channel.get_underlay_channel())
 
 
-def frames_for(channel: AbstractChannel) -> Frames:
+async def frames_for(channel: AbstractChannel) -> Frames:
     """A :class:`Frames` for the open ``channel`` (its number and its connection's
     frame size)."""
-    raw = _raw(channel)
+    raw = await _raw(channel)
     return Frames(raw.number, raw.max_content_size)
 
 
@@ -135,7 +134,7 @@ async def write(channel: AbstractChannel, frames: Frames) -> None:
     to the socket. Raises when the channel is closed."""
     if not frames.count:
         return
-    raw = _raw(channel)
+    raw = await _raw(channel)
     drained = raw.create_future()
     async with raw.lock:  # as basic_publish and rpc: nothing else between its frames
         await raw.write_queue.put(

@@ -4,6 +4,15 @@ One channel in AMQP transaction mode carries everything a batch does: the events
 publishes, the quarantined postbacks, and the acks of the intake messages; one commit makes
 it all happen. Combined with the dedup marks (see ``worker.dedup``), an event is published
 once even when the worker is killed or the broker restarts mid-batch.
+
+On a cluster (``AMQP_URL`` naming several nodes) a transaction is not atomic across queues:
+RabbitMQ applies a commit's acks at once and sends commit-ok only when every publish is
+confirmed, so when the channel's node dies mid-commit the acks (on a queue replicated to
+the survivors) can outlive the publishes, and nothing comes back to be redelivered. So a
+batch whose commit got no commit-ok is *in doubt*: the worker keeps it, publishes it again
+first thing on its next connection (counted in ``postbacks_events_republished_total``) and
+settles its marks, so that a redelivery of the same intake messages is then dropped as a
+duplicate. With one node the transaction is trusted as it is.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +47,7 @@ from worker.intake import Batch, Item, postback_count, prepare
 from worker.lifecycles import Change, LifecycleStore, MemoryLifecycles
 from worker.metrics import WorkerMetrics
 from worker.timers import CONTENT_TYPE as TIMER_CONTENT_TYPE
-from worker.timers import Timer, TimerConsumer, armed
+from worker.timers import Timer, TimerConsumer, TimersInDoubt, armed
 from worker.transform import Outgoing, describe
 
 log = logging.getLogger("postbacks.worker")
@@ -97,6 +107,11 @@ class Worker:
             self.problems["redis"] = "redis not checked yet"
         self.stopping = asyncio.Event()
         self.published = 0  # events published since start, for logs and tests
+        # Batches whose commit is in doubt, published again on the next connection (only
+        # with several nodes: see the module's docstring).
+        self.in_doubt: list[_Done] = []
+        self.timers_in_doubt: list[TimersInDoubt] = []
+        self.keeps_in_doubt = len(settings.amqp_urls) > 1
 
     @property
     def ready(self) -> bool:
@@ -123,6 +138,12 @@ class Worker:
 
         await broker.Link(self.settings.amqp_urls, on_problem).run(self._session, self.stopping)
         self._problem("broker", "stopped")
+        if self.in_doubt or self.timers_in_doubt:
+            log.warning(
+                "stopped with commits in doubt: their intake messages may be acked without "
+                "their events",
+                extra={"events": sum(len(done.published) for done in self.in_doubt)},
+            )
 
     def stop(self) -> None:
         self.stopping.set()
@@ -144,6 +165,7 @@ class Worker:
         await channel.set_qos(prefetch_count=PREFETCH)
         transaction = channel.transaction()
         await transaction.select()
+        await self._publish_in_doubt(channel, events, transaction)
 
         async def deliver(message: AbstractIncomingMessage) -> None:
             inbox.put_nowait(message)
@@ -208,6 +230,34 @@ class Worker:
                 committing[0].cancel()
                 with contextlib.suppress(BaseException):
                     await committing[0]
+                self._doubt(committing[1])
+
+    def _doubt(self, done: _Done) -> None:
+        """A batch whose commit got no commit-ok: kept to publish again (on a cluster)."""
+        batch = done.batch
+        sent = done.published or batch.timers or batch.rejected or batch.poison or batch.adopted
+        if self.keeps_in_doubt and sent:
+            self.in_doubt.append(done)
+
+    async def _publish_in_doubt(
+        self, channel: AbstractChannel, events: AbstractExchange, transaction: AbstractTransaction
+    ) -> None:
+        """Publish the batches in doubt again, before consuming anything: then their marks
+        are settled, and a redelivery of their intake messages is dropped as a duplicate.
+        Each event is counted as republished. Raises (the session ends, they stay in doubt)
+        when this commit fails too."""
+        while self.in_doubt:
+            done = self.in_doubt[0]
+            await self._send(channel, events, done.published, done.batch)
+            await _commit(transaction)
+            self.in_doubt.pop(0)
+            again = dataclasses.replace(done, republished=len(done.published))
+            log.warning(
+                "batch in doubt published again",
+                extra={"events": len(done.published), "timers": len(done.batch.timers)},
+            )
+            self._committed(again)
+            await self._settle(again)
 
     async def _finish(self, commit: Awaitable[object], done: _Done) -> None:
         """Wait for a batch's commit, then count it and settle its dedup marks."""
@@ -250,9 +300,13 @@ class Worker:
                     self._prepare(group), max(0.1, deadline - time.monotonic())
                 )
                 done = await self._publish(channel, events, group, batch, fresh)
-                await self._finish(_commit(transaction), done)
             except (_GiveUp, TimeoutError):
                 break
+            try:
+                await self._finish(_commit(transaction), done)
+            except BaseException:
+                self._doubt(done)
+                raise
 
     def _take(
         self, first: AbstractIncomingMessage, inbox: asyncio.Queue[AbstractIncomingMessage | None]
@@ -331,12 +385,6 @@ class Worker:
         published: list[Outgoing] = []
         claimed: list[tuple[str, str]] = []
         again = 0
-        # Every event and timer of the batch is encoded into one buffer and written at
-        # once (worker.wire): the same frames aio-pika would send, without its per-message
-        # objects, lock and socket write. The channel is transactional: nothing to confirm.
-        frames = wire.frames_for(channel)
-        publish = frames.publish
-        exchange = events.name
         for item, is_fresh in zip(batch.events, fresh, strict=True):
             if not is_fresh:
                 continue
@@ -345,19 +393,43 @@ class Worker:
             # Publishing again is safer than losing it; it is counted.
             if is_fresh.again:
                 again += 1
-            out = item.out
-            event_id = out.event["event_id"]
+            published.append(item.out)
+            claimed.append((item.out.event["event_id"], item.mark))
+        await self._send(channel, events, published, batch)
+        for message in batch.retry:
+            await message.nack(requeue=True)
+        if batch.retry:
+            for message in group:
+                if message not in batch.retry:
+                    await message.ack()
+        else:
+            await group[-1].ack(multiple=True)
+        return _Done(started, published, batch, claimed, again)
+
+    async def _send(
+        self,
+        channel: AbstractChannel,
+        events: AbstractExchange,
+        published: list[Outgoing],
+        batch: Batch,
+    ) -> None:
+        """Publish a batch's events, timers, quarantined postbacks and adopted messages."""
+        # Every event and timer of the batch is encoded into one buffer and written at
+        # once (worker.wire): the same frames aio-pika would send, without its per-message
+        # objects, lock and socket write. The channel is transactional: nothing to confirm.
+        frames = await wire.frames_for(channel)
+        publish = frames.publish
+        exchange = events.name
+        for out in published:
             publish(
                 exchange,
                 out.routing_key,
                 out.body,
                 content_type="application/json",
-                message_id=event_id,
+                message_id=out.event["event_id"],
                 timestamp=out.timestamp,
                 headers=out.headers,
             )
-            published.append(out)
-            claimed.append((event_id, item.mark))
         waiting = self.names.waiting(self.settings.dlr_timeout)
         for timer_id, timer_body in batch.timers:
             publish("", waiting, timer_body, content_type=TIMER_CONTENT_TYPE, message_id=timer_id)
@@ -377,15 +449,6 @@ class Worker:
             )
         for adopted in batch.adopted:
             await default.publish(adopted.again, routing_key=self.names.intake, mandatory=False)
-        for message in batch.retry:
-            await message.nack(requeue=True)
-        if batch.retry:
-            for message in group:
-                if message not in batch.retry:
-                    await message.ack()
-        else:
-            await group[-1].ack(multiple=True)
-        return _Done(started, published, batch, claimed, again)
 
     def _committed(self, done: _Done) -> None:
         started, published, batch = done.started, done.published, done.batch
