@@ -6,10 +6,11 @@ as the event (so the timer exists exactly when the event does). That queue has o
 ``DLR_TIMEOUT``: the oldest timer is always the next one due, and the broker dead-letters
 each, at least once, into ``NS.timers`` when its time is up. Nothing scans the store.
 
-:class:`TimerConsumer` takes ``NS.timers`` on a channel and a transaction of its own (acks
-are cumulative per channel: a timer never shares acks with the intake). For each due timer
-it reads the lifecycle: unknown (expired, or a worker's memory that was restarted), a later
-lifecycle of the same tracking id, or final by anything but this very timeout → nothing.
+:class:`TimerConsumer` takes ``NS.timers`` with a transacted consumer of its own
+(:mod:`worker.consumer`; acks are cumulative per channel: a timer never shares acks with
+the intake). For each due timer it reads the lifecycle: unknown (expired, or a worker's
+memory that was restarted), a later lifecycle of the same tracking id, or final by anything
+but this very timeout → nothing.
 Otherwise it builds the ``timed_out`` event, claims its id in the dedup store (two timers
 of one lifecycle give one id), applies it to the lifecycle only if that is still open (or
 already holds it: the lifecycle was stepped before a commit that did not happen, and the
@@ -20,7 +21,6 @@ workers run, timers are dead-lettered twice, or processes and the broker restart
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import uuid
@@ -33,6 +33,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from ingest import topology
 from ingest.event import amqp_headers, parse_received_at, received_at_now, routing_key
 from ingest.lifecycle import TIMER_FAMILIES, timed_out_event
+from worker.consumer import TransactedConsumer, commit
 from worker.lifecycles import Change
 
 if TYPE_CHECKING:
@@ -41,16 +42,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("postbacks.timers")
 
 PREFETCH = 64
-COMMIT_TIMEOUT = 10.0  # seconds; past it the channel's node is taken as lost
 CONTENT_TYPE = "application/vnd.postbacks.timer+json"
 
 
-class TimersInDoubt(NamedTuple):
-    """timed_out events whose commit got no commit-ok on a cluster (see ``worker.worker``):
-    published again on the next connection."""
+class TimersDone(NamedTuple):
+    """The timed_out events of a group of timers; kept, when their commit got no commit-ok
+    on a cluster (see ``worker.worker``), to publish again on the next connection."""
 
     messages: list[tuple[aio_pika.Message, str]]  # with its routing key
     published: dict[tuple[str, str], str]  # (event id, mark) → family
+    republished: int  # of them, claimed before by this very timer (its commit in doubt)
 
 
 class Timer(NamedTuple):
@@ -103,54 +104,57 @@ class TimerConsumer:
             worker.metrics.timeouts.labels(family=family)
 
     async def run(self, connection: AbstractConnection) -> None:
+        """Consume ``NS.timers`` until stop (then drain) or the end of the connection."""
         if self.worker.settings.dlr_timeout <= 0:
             return  # timeouts are off: timers already due stay in NS.timers (stats shows them)
-        channel = await connection.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=PREFETCH)
-        transaction = channel.transaction()
-        await transaction.select()
-        events = await topology.declare_events(channel, self.names)
-        queue = await topology.declare_queue(channel, self.names.timers)
-        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-
-        async def deliver(message: AbstractIncomingMessage) -> None:
-            inbox.put_nowait(message)
-
+        consumer: TransactedConsumer[TimersDone, TimersDone] = await TransactedConsumer.open(
+            connection, self.worker.stopping, prefetch=PREFETCH, max_group=PREFETCH, grace=2.0
+        )
+        self.events = await topology.declare_events(consumer.channel, self.names)
+        queue = await topology.declare_queue(consumer.channel, self.names.timers)
         worker = self.worker
         while worker.timers_in_doubt:  # before consuming: see worker.worker
             doubt = worker.timers_in_doubt[0]
-            for message, routed in doubt.messages:
-                await events.publish(message, routing_key=routed, mandatory=False)
-            await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
+            await self._send(doubt)
+            await commit(consumer.transaction)
             worker.timers_in_doubt.pop(0)
-            worker.metrics.republished.inc(len(doubt.messages))
-            await self._committed(doubt.published)
-        await queue.consume(deliver)
-        while True:
-            group = [await inbox.get()]
-            while not inbox.empty() and len(group) < PREFETCH:
-                group.append(inbox.get_nowait())
-            published, messages = await self._publish(events, group)
-            try:
-                await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
-            except BaseException:
-                if worker.keeps_in_doubt and messages:
-                    worker.timers_in_doubt.append(TimersInDoubt(messages, published))
-                raise
-            await self._committed(published)
+            await self.committed(doubt._replace(republished=len(doubt.messages)))
+        await consumer.consume(queue)
+        try:
+            await consumer.run(self)
+        except ConnectionError:
+            if connection.is_closed:
+                return  # the intake consumer ends the session and says why
+            raise
 
-    async def _committed(self, published: dict[tuple[str, str], str]) -> None:
-        for family in published.values():
-            self.worker.metrics.timeouts.labels(family=family).inc()
-        self.worker.published += len(published)
-        if published:
-            await self.worker.store.settle(list(published))
+    async def publish(
+        self, group: list[AbstractIncomingMessage], prepared: TimersDone
+    ) -> TimersDone:
+        await self._send(prepared)
+        await group[-1].ack(multiple=True)
+        return prepared
 
-    async def _publish(
-        self, events: aio_pika.abc.AbstractExchange, group: list[AbstractIncomingMessage]
-    ) -> tuple[dict[tuple[str, str], str], list[tuple[aio_pika.Message, str]]]:
-        """Publish the timed_out events of ``group`` and ack it, inside the transaction;
-        the (event id, mark) of each published one with its family, and the messages."""
+    async def _send(self, done: TimersDone) -> None:
+        for message, routed in done.messages:
+            await self.events.publish(message, routing_key=routed, mandatory=False)
+
+    async def committed(self, done: TimersDone) -> None:
+        worker = self.worker
+        for family in done.published.values():
+            worker.metrics.timeouts.labels(family=family).inc()
+        if done.republished:
+            worker.metrics.republished.inc(done.republished)
+        worker.published += len(done.published)
+        if done.published:
+            await worker.store.settle(list(done.published))
+
+    def in_doubt(self, done: TimersDone) -> None:
+        if self.worker.keeps_in_doubt and done.messages:
+            self.worker.timers_in_doubt.append(done)
+
+    async def prepare(self, group: list[AbstractIncomingMessage]) -> TimersDone:
+        """The timed_out events of ``group``: the (event id, mark) of each with its family,
+        the messages to publish, and how many this very timer may have published before."""
         worker = self.worker
         due: list[tuple[AbstractIncomingMessage, dict[str, Any]]] = []
         for message in group:
@@ -196,11 +200,6 @@ class TimerConsumer:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 headers=dict(amqp_headers(event)),
             )
-            routed = routing_key(event)
-            await events.publish(out, routing_key=routed, mandatory=False)
-            messages.append((out, routed))
+            messages.append((out, routing_key(event)))
             published[(event["event_id"], f"{message.message_id}/timer")] = event["family"]
-        await group[-1].ack(multiple=True)
-        if republished:  # this very timer claimed them before a commit that did not happen
-            worker.metrics.republished.inc(republished)
-        return published, messages
+        return TimersDone(messages, published, republished)

@@ -1,8 +1,10 @@
 """The worker: consume ``NS.intake``, publish deduplicated events, quarantine the rest.
 
-One channel in AMQP transaction mode carries everything a batch does: the events it
-publishes, the quarantined postbacks, and the acks of the intake messages; one commit makes
-it all happen. Combined with the dedup marks (see ``worker.dedup``), an event is published
+A transacted consumer (:mod:`worker.consumer`: one channel in AMQP transaction mode)
+carries everything a batch does: the events it publishes, the receipt timers it arms, the
+quarantined postbacks, and the acks of the intake messages; one commit makes it all
+happen; :class:`_Intake` is its handler. Receipt timers have a consumer of their own
+(:mod:`worker.timers`); readiness is one :class:`~worker.health.Health`. Combined with the dedup marks (see ``worker.dedup``), an event is published
 once even when the worker is killed or the broker restarts mid-batch.
 
 On a cluster (``AMQP_URL`` naming several nodes) a transaction is not atomic across queues:
@@ -23,11 +25,10 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-import aio_pika
 import orjson
 from aio_pika.abc import (
     AbstractChannel,
@@ -42,12 +43,14 @@ from redis.exceptions import RedisError
 from ingest import broker, lifecycle, topology
 from ingest.settings import Settings
 from worker import quarantine, wire
+from worker.consumer import GiveUp, TransactedConsumer, commit
 from worker.dedup import DedupStore, Verdict
+from worker.health import Health
 from worker.intake import Batch, Item, postback_count, prepare
 from worker.lifecycles import Change, LifecycleStore, MemoryLifecycles
 from worker.metrics import WorkerMetrics
 from worker.timers import CONTENT_TYPE as TIMER_CONTENT_TYPE
-from worker.timers import Timer, TimerConsumer, TimersInDoubt, armed
+from worker.timers import Timer, TimerConsumer, TimersDone, armed
 from worker.transform import Outgoing, describe
 
 log = logging.getLogger("postbacks.worker")
@@ -61,23 +64,6 @@ _NULL_LIFECYCLE = b'"lifecycle":null}'  # how an event serialized by transform e
 
 
 T = TypeVar("T")
-
-
-# A commit not answered within this is taken as a lost node (one cut off from its cluster
-# may keep the connection open and never answer): the session ends and the link goes on to
-# the next node; the batch comes back and is published again, counted as republished.
-COMMIT_TIMEOUT = 10.0
-
-
-async def _commit(transaction: AbstractTransaction) -> None:
-    try:
-        await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
-    except TimeoutError:
-        raise ConnectionError(f"no commit-ok within {COMMIT_TIMEOUT:g} s") from None
-
-
-class _GiveUp(Exception):
-    """Stop was requested while a dependency was down: leave the batch unacked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,29 +88,25 @@ class Worker:
         self.store = store
         self.lifecycles = lifecycles or MemoryLifecycles(settings.dedup_ttl)
         self.metrics = metrics
-        self.problems: dict[str, str | None] = {"broker": "not connected yet"}
+        watched = {"broker": "not connected yet"}
         if settings.redis_url:
-            self.problems["redis"] = "redis not checked yet"
+            watched["redis"] = "redis not checked yet"
+        self.health = Health(metrics.dependency_up, watched)
         self.stopping = asyncio.Event()
         self.published = 0  # events published since start, for logs and tests
         # Batches whose commit is in doubt, published again on the next connection (only
         # with several nodes: see the module's docstring).
         self.in_doubt: list[_Done] = []
-        self.timers_in_doubt: list[TimersInDoubt] = []
+        self.timers_in_doubt: list[TimersDone] = []
         self.keeps_in_doubt = len(settings.amqp_urls) > 1
 
     @property
     def ready(self) -> bool:
-        return all(problem is None for problem in self.problems.values())
+        return self.health.ready
 
-    def _problem(self, dependency: str, problem: str | None) -> None:
-        if self.problems.get(dependency) != problem:
-            if problem is None:
-                log.info("dependency back", extra={"dependency": dependency})
-            else:
-                log.warning("dependency down", extra={"dependency": dependency, "error": problem})
-        self.problems[dependency] = problem
-        self.metrics.dependency_up.labels(dependency=dependency).set(0 if problem else 1)
+    @property
+    def problems(self) -> Mapping[str, str | None]:
+        return self.health.problems
 
     # --- connection loop -----------------------------------------------------------------
 
@@ -134,10 +116,10 @@ class Worker:
 
         def on_problem(problem: str | None) -> None:
             if problem is not None:
-                self._problem("broker", problem)
+                self.health.report("broker", problem)
 
         await broker.Link(self.settings.amqp_urls, on_problem).run(self._session, self.stopping)
-        self._problem("broker", "stopped")
+        self.health.report("broker", "stopped")
         if self.in_doubt or self.timers_in_doubt:
             log.warning(
                 "stopped with commits in doubt: their intake messages may be acked without "
@@ -149,29 +131,23 @@ class Worker:
         self.stopping.set()
 
     async def _session(self, connection: AbstractConnection) -> None:
-        inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
-        lost = asyncio.Event()
-
-        def on_close(*_args: object) -> None:
-            lost.set()
-            inbox.put_nowait(None)
-
-        connection.close_callbacks.add(on_close)
-        channel = await connection.channel(publisher_confirms=False)
-        channel.close_callbacks.add(on_close)
+        consumer: TransactedConsumer[tuple[Batch, list[Verdict]], _Done]
+        consumer = await TransactedConsumer.open(
+            connection,
+            self.stopping,
+            prefetch=PREFETCH,
+            max_group=MAX_BATCH_MESSAGES,
+            weight=postback_count,
+            max_weight=MAX_BATCH_POSTBACKS,
+            grace=STOP_GRACE,
+        )
+        channel = consumer.channel
         await topology.declare(channel, self.names, self.settings.history)
         events = await topology.declare_events(channel, self.names)
         queue = await topology.declare_intake(channel, self.names)
-        await channel.set_qos(prefetch_count=PREFETCH)
-        transaction = channel.transaction()
-        await transaction.select()
-        await self._publish_in_doubt(channel, events, transaction)
-
-        async def deliver(message: AbstractIncomingMessage) -> None:
-            inbox.put_nowait(message)
-
-        consumer_tag = await queue.consume(deliver)
-        self._problem("broker", None)
+        await self._publish_in_doubt(channel, events, consumer.transaction)
+        await consumer.consume(queue)
+        self.health.report("broker", None)
         await topology.declare_timers(channel, self.names, self.settings.dlr_timeout)
         timer_task = asyncio.create_task(TimerConsumer(self).run(connection))
 
@@ -179,58 +155,15 @@ class Worker:
             failure = None if task.cancelled() else task.exception()
             if failure is not None:
                 log.warning("receipt timers stopped", extra={"error": describe(failure)})
-                on_close()  # the session ends and comes back with a fresh connection
+                consumer.lose()  # the session ends and comes back with a fresh connection
 
         timer_task.add_done_callback(timers_ended)
         depth_task = asyncio.create_task(self._watch_depth(connection))
-        stop_waiter = asyncio.create_task(self._wake_on_stop(inbox))
-        # The commit of one batch overlaps parsing and deduplicating the next: it is awaited
-        # only before the next batch publishes. Prefetch holds two batches, so the next one
-        # is already delivered while the broker commits.
-        committing: tuple[asyncio.Task[object], _Done] | None = None
         try:
-            while not lost.is_set():
-                if committing is not None and inbox.empty():
-                    await self._finish(*committing)
-                    committing = None
-                first = await inbox.get()
-                if self.stopping.is_set():
-                    if first is not None:
-                        # Back at the front, not the end: acks are cumulative (multiple=True),
-                        # so messages must be handled in delivery order or one is acked unseen.
-                        rest: list[AbstractIncomingMessage | None] = [first]
-                        while not inbox.empty():
-                            rest.append(inbox.get_nowait())
-                        for item in rest:
-                            inbox.put_nowait(item)
-                    break
-                if first is None:
-                    continue
-                group = self._take(first, inbox)
-                try:
-                    batch, fresh = await self._prepare(group)
-                except _GiveUp:
-                    return  # stopping while the dedup store is down: leave it all unacked
-                if committing is not None:
-                    await self._finish(*committing)
-                    committing = None
-                done = await self._publish(channel, events, group, batch, fresh)
-                committing = (asyncio.create_task(_commit(transaction)), done)
-            if committing is not None:
-                await self._finish(*committing)
-                committing = None
-            if lost.is_set():
-                raise ConnectionError("broker connection lost")
-            await self._drain(channel, events, transaction, queue, consumer_tag, inbox)
+            await consumer.run(_Intake(self, channel, events))
         finally:
             depth_task.cancel()
-            stop_waiter.cancel()
             timer_task.cancel()
-            if committing is not None:
-                committing[0].cancel()
-                with contextlib.suppress(BaseException):
-                    await committing[0]
-                self._doubt(committing[1])
 
     def _doubt(self, done: _Done) -> None:
         """A batch whose commit got no commit-ok: kept to publish again (on a cluster)."""
@@ -249,7 +182,7 @@ class Worker:
         while self.in_doubt:
             done = self.in_doubt[0]
             await self._send(channel, events, done.published, done.batch)
-            await _commit(transaction)
+            await commit(transaction)
             self.in_doubt.pop(0)
             again = dataclasses.replace(done, republished=len(done.published))
             log.warning(
@@ -259,12 +192,6 @@ class Worker:
             self._committed(again)
             await self._settle(again)
 
-    async def _finish(self, commit: Awaitable[object], done: _Done) -> None:
-        """Wait for a batch's commit, then count it and settle its dedup marks."""
-        await commit
-        self._committed(done)
-        await self._settle(done)
-
     async def _settle(self, done: _Done) -> None:
         """Settle the marks of a committed batch. Best effort: an unsettled mark still
         drops every other copy; only a redelivery of this very message would pass it."""
@@ -272,60 +199,6 @@ class Worker:
             await self.store.settle(done.claims)
         except (RedisError, OSError) as exc:
             log.warning("dedup marks not settled", extra={"error": describe(exc)})
-
-    async def _wake_on_stop(self, inbox: asyncio.Queue[AbstractIncomingMessage | None]) -> None:
-        await self.stopping.wait()
-        inbox.put_nowait(None)
-
-    async def _drain(
-        self,
-        channel: AbstractChannel,
-        events: AbstractExchange,
-        transaction: AbstractTransaction,
-        queue: aio_pika.abc.AbstractQueue,
-        consumer_tag: str,
-        inbox: asyncio.Queue[AbstractIncomingMessage | None],
-    ) -> None:
-        """On stop: take no more, finish what was already delivered, within a bound."""
-        with contextlib.suppress(Exception):
-            await queue.cancel(consumer_tag)
-        deadline = time.monotonic() + STOP_GRACE
-        while not inbox.empty() and time.monotonic() < deadline:
-            first = inbox.get_nowait()
-            if first is None:
-                continue
-            try:
-                group = self._take(first, inbox)
-                batch, fresh = await asyncio.wait_for(
-                    self._prepare(group), max(0.1, deadline - time.monotonic())
-                )
-                done = await self._publish(channel, events, group, batch, fresh)
-            except (_GiveUp, TimeoutError):
-                break
-            try:
-                await self._finish(_commit(transaction), done)
-            except BaseException:
-                self._doubt(done)
-                raise
-
-    def _take(
-        self, first: AbstractIncomingMessage, inbox: asyncio.Queue[AbstractIncomingMessage | None]
-    ) -> list[AbstractIncomingMessage]:
-        """The first message and whatever else is already waiting, up to a batch."""
-        group = [first]
-        postbacks = postback_count(first)
-        while (
-            postbacks < MAX_BATCH_POSTBACKS
-            and len(group) < MAX_BATCH_MESSAGES
-            and not inbox.empty()
-        ):
-            item = inbox.get_nowait()
-            if item is None:
-                inbox.put_nowait(None)  # keep the wake-up for the loop
-                break
-            group.append(item)
-            postbacks += postback_count(item)
-        return group
 
     # --- one batch ---------------------------------------------------------------------------
 
@@ -496,18 +369,18 @@ class Worker:
             try:
                 answer = await call()
             except (RedisError, OSError) as exc:
-                if "redis" in self.problems:
-                    self._problem("redis", f"redis unreachable: {describe(exc)}")
+                if self.health.watches("redis"):
+                    self.health.report("redis", f"redis unreachable: {describe(exc)}")
                 if self.stopping.is_set():
-                    raise _GiveUp from exc
+                    raise GiveUp from exc
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), delay)
                 delay = min(delay * 2, 2.0)
                 continue
             if latency is not None:
                 latency.observe(time.perf_counter() - started)
-            if "redis" in self.problems and self.problems["redis"] is not None:
-                self._problem("redis", None)
+            if self.health.down("redis"):
+                self.health.report("redis", None)
             return answer
 
     async def _watch_depth(self, connection: AbstractConnection) -> None:
@@ -527,11 +400,36 @@ class Worker:
                     self.metrics.timers_pending.set(timers.declaration_result.message_count or 0)
             except Exception:  # the channel dies with the connection: the session ends too
                 return
-            if "redis" in self.problems:
+            if self.health.watches("redis"):
                 try:
                     await self.store.ping()
                 except (RedisError, OSError) as exc:
-                    self._problem("redis", f"redis unreachable: {describe(exc)}")
+                    self.health.report("redis", f"redis unreachable: {describe(exc)}")
                 else:
-                    self._problem("redis", None)  # logs only a change; keeps the gauge set
+                    self.health.report("redis", None)  # logs only a change
             await asyncio.sleep(2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Intake:
+    """The intake consumer's handler for one session: its channel and events exchange."""
+
+    worker: Worker
+    channel: AbstractChannel
+    events: AbstractExchange
+
+    async def prepare(self, group: list[AbstractIncomingMessage]) -> tuple[Batch, list[Verdict]]:
+        return await self.worker._prepare(group)
+
+    async def publish(
+        self, group: list[AbstractIncomingMessage], prepared: tuple[Batch, list[Verdict]]
+    ) -> _Done:
+        batch, fresh = prepared
+        return await self.worker._publish(self.channel, self.events, group, batch, fresh)
+
+    async def committed(self, done: _Done) -> None:
+        self.worker._committed(done)
+        await self.worker._settle(done)
+
+    def in_doubt(self, done: _Done) -> None:
+        self.worker._doubt(done)
