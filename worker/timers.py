@@ -1,26 +1,28 @@
 """Receipt timeouts: timers armed on the broker, fired by a consumer of their own.
 
 When a lifecycle of a family with receipts (``delivery``, ``discovery``) starts with a
-non-final event, the worker publishes a timer into ``NS.waiting-Ns`` in the same transaction
-as the event (so the timer exists exactly when the event does). That queue has one TTL,
+non-final event, the worker publishes a timer into ``NS.waiting-Ns`` with the event, and acks
+the intake message once both are safely with the broker (so the timer exists whenever the
+event does). That queue has one TTL,
 ``DLR_TIMEOUT``: the oldest timer is always the next one due, and the broker dead-letters
 each, at least once, into ``NS.timers`` when its time is up. Nothing scans the store.
 
-:class:`TimerConsumer` takes ``NS.timers`` with a transacted consumer of its own
-(:mod:`worker.consumer`; acks are cumulative per channel: a timer never shares acks with
-the intake). For each due timer it reads the lifecycle: unknown (expired, or a worker's
+:class:`TimerConsumer` takes ``NS.timers`` with a consumer of its own (:mod:`worker.consumer`,
+in the worker's mode; acks are cumulative per channel: a timer never shares acks with the
+intake). For each due timer it reads the lifecycle: unknown (expired, or a worker's
 memory that was restarted), a later lifecycle of the same tracking id, or final by anything
 but this very timeout → nothing.
 Otherwise it builds the ``timed_out`` event, claims its id in the dedup store (two timers
 of one lifecycle give one id), applies it to the lifecycle only if that is still open (or
 already holds it: the lifecycle was stepped before a commit that did not happen, and the
-claim says whether this is that timer again), and publishes it with the ack of the timer in
-one commit. Exactly one ``timed_out`` event per lifecycle however many
+claim says whether this is that timer again), publishes it, and acks the timer (in one
+commit, or after the confirm). Exactly one ``timed_out`` event per lifecycle however many
 workers run, timers are dead-lettered twice, or processes and the broker restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import uuid
@@ -28,12 +30,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from ingest import topology
 from ingest.event import amqp_headers, parse_received_at, received_at_now, routing_key
 from ingest.lifecycle import TIMER_FAMILIES, timed_out_event
-from worker.consumer import TransactedConsumer, commit
+from worker.consumer import Consumer, Sent
 from worker.lifecycles import Change
 
 if TYPE_CHECKING:
@@ -46,12 +48,11 @@ CONTENT_TYPE = "application/vnd.postbacks.timer+json"
 
 
 class TimersDone(NamedTuple):
-    """The timed_out events of a group of timers; kept, when their commit got no commit-ok
-    on a cluster (see ``worker.worker``), to publish again on the next connection."""
+    """The timed_out events of a group of timers."""
 
     messages: list[tuple[aio_pika.Message, str]]  # with its routing key
     published: dict[tuple[str, str], str]  # (event id, mark) → family
-    republished: int  # of them, claimed before by this very timer (its commit in doubt)
+    republished: int  # of them, claimed before by this very timer (its ack in doubt)
 
 
 class Timer(NamedTuple):
@@ -107,18 +108,17 @@ class TimerConsumer:
         """Consume ``NS.timers`` until stop (then drain) or the end of the connection."""
         if self.worker.settings.dlr_timeout <= 0:
             return  # timeouts are off: timers already due stay in NS.timers (stats shows them)
-        consumer: TransactedConsumer[TimersDone, TimersDone] = await TransactedConsumer.open(
-            connection, self.worker.stopping, prefetch=PREFETCH, max_group=PREFETCH, grace=2.0
+        consumer: Consumer[TimersDone, TimersDone] = await Consumer.open(
+            connection,
+            self.worker.stopping,
+            confirms=self.worker.confirms,
+            prefetch=PREFETCH,
+            max_group=PREFETCH,
+            grace=2.0,
         )
-        self.events = await topology.declare_events(consumer.channel, self.names)
+        self.confirms = consumer.confirms
+        await topology.declare_events(consumer.channel, self.names)
         queue = await topology.declare_queue(consumer.channel, self.names.timers)
-        worker = self.worker
-        while worker.timers_in_doubt:  # before consuming: see worker.worker
-            doubt = worker.timers_in_doubt[0]
-            await self._send(doubt)
-            await commit(consumer.transaction)
-            worker.timers_in_doubt.pop(0)
-            await self.committed(doubt._replace(republished=len(doubt.messages)))
         await consumer.consume(queue)
         try:
             await consumer.run(self)
@@ -128,15 +128,17 @@ class TimerConsumer:
             raise
 
     async def publish(
-        self, group: list[AbstractIncomingMessage], prepared: TimersDone
-    ) -> TimersDone:
-        await self._send(prepared)
-        await group[-1].ack(multiple=True)
-        return prepared
-
-    async def _send(self, done: TimersDone) -> None:
-        for message, routed in done.messages:
-            await self.events.publish(message, routing_key=routed, mandatory=False)
+        self, channel: AbstractChannel, group: list[AbstractIncomingMessage], prepared: TimersDone
+    ) -> Sent[TimersDone]:
+        confirmations: list[asyncio.Future[object]] = []
+        events = await channel.get_exchange(self.names.events, ensure=False)
+        for message, routed in prepared.messages:
+            publishing = events.publish(message, routing_key=routed, mandatory=False)
+            if self.confirms:
+                confirmations.append(asyncio.ensure_future(publishing))
+            else:
+                await publishing
+        return Sent(prepared, confirmations)
 
     async def committed(self, done: TimersDone) -> None:
         worker = self.worker
@@ -148,9 +150,9 @@ class TimerConsumer:
         if done.published:
             await worker.store.settle(list(done.published))
 
-    def in_doubt(self, done: TimersDone) -> None:
-        if self.worker.keeps_in_doubt and done.messages:
-            self.worker.timers_in_doubt.append(done)
+    def refused(self, problem: str | None) -> None:
+        if problem is not None:
+            log.warning("timed_out events refused", extra={"error": problem})
 
     async def prepare(self, group: list[AbstractIncomingMessage]) -> TimersDone:
         """The timed_out events of ``group``: the (event id, mark) of each with its family,

@@ -2,24 +2,30 @@
 
 aio-pika's ``exchange.publish`` costs one ``Message``, one properties object, pamqp's
 encoding of the same header table, a channel lock, a timeout scope and a socket send with
-an event-loop turn, per message. The worker publishes on a transactional channel (no
-publisher confirms: the commit is what it waits for), so none of that is needed per
-message: :class:`Frames` encodes each publish (``basic.publish``, its content header and
-body frames) straight into one buffer, and :func:`write` queues the whole buffer on the
-channel's connection as one write, before the batch's acks and commit, which aiormq writes
-after it in order. The bytes are those aio-pika would send for the same message
-(``tests/unit/test_wire.py`` holds the two to each other).
+an event-loop turn, per message. The worker waits for a whole batch at once (its commit,
+or its publisher confirms), so none of that is needed per message: :class:`Frames` encodes
+each publish (``basic.publish``, its content header and body frames) straight into one
+buffer, and :func:`write` queues the whole buffer on the channel's connection as one write,
+ahead of the acks (and commit) that aiormq writes after it in order. On a channel in
+confirm mode it also registers one confirmation per publish with aiormq, exactly as its
+``basic_publish`` does (the next delivery tags of the channel, in order), so the broker's
+``basic.ack`` / ``basic.nack`` frames resolve them; :func:`confirmed` waits for them. The
+bytes are those aio-pika would send for the same message (``tests/unit/test_wire.py``
+holds the two to each other).
 """
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import cast
 
 import aiormq
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import ChannelFrame
+from aiormq.exceptions import DeliveryError
 
 _FRAME_END = b"\xce"
 _METHOD, _HEADER, _BODY = 1, 2, 3
@@ -129,15 +135,68 @@ async def frames_for(channel: AbstractChannel) -> Frames:
     return Frames(raw.number, raw.max_content_size)
 
 
-async def write(channel: AbstractChannel, frames: Frames) -> None:
-    """Queue ``frames`` on the channel's connection as one write, and wait until it went
-    to the socket. Raises when the channel is closed."""
+async def write(channel: AbstractChannel, frames: Frames) -> list[asyncio.Future[object]]:
+    """Queue ``frames`` on the channel's connection as one write and wait until it went to
+    the socket; one confirmation per publish, in order, when the channel is in confirm mode
+    (each resolves with the broker's ``basic.ack``, fails on its ``basic.nack`` or when the
+    channel closes). Raises when the channel is closed."""
     if not frames.count:
-        return
+        return []
     raw = await _raw(channel)
     drained = raw.create_future()
+    confirmations: list[asyncio.Future[object]] = []
     async with raw.lock:  # as basic_publish and rpc: nothing else between its frames
-        await raw.write_queue.put(
-            ChannelFrame(payload=frames.take(), should_close=False, drain_future=drained)
-        )
+        count = frames.count
+        if raw.publisher_confirms:
+            first = raw.delivery_tag + 1
+            for tag in range(first, first + count):
+                future = raw.create_future()
+                raw.confirmations[tag] = future
+                confirmations.append(future)
+        raw.delivery_tag += count
+        try:
+            await raw.write_queue.put(
+                ChannelFrame(payload=frames.take(), should_close=False, drain_future=drained)
+            )
+        except BaseException:  # not queued: the broker never sees these tags
+            raw.delivery_tag -= count
+            for tag in range(raw.delivery_tag + 1, raw.delivery_tag + 1 + len(confirmations)):
+                raw.confirmations.pop(tag, None)
+            for future in confirmations:
+                future.cancel()
+            raise
     await drained
+    return confirmations
+
+
+# A batch not confirmed within this is taken as a lost node (one cut off from its cluster
+# may keep the connection open and never answer): the session ends and the link goes on to
+# the next node; the batch, not acked, comes back and is published again, counted as
+# republished.
+CONFIRM_TIMEOUT = 10.0
+
+
+class Refused(ConnectionError):
+    """The broker refused (``basic.nack``) a publish: e.g. a queue it routes to is full and
+    has ``overflow: reject-publish``."""
+
+
+async def confirmed(confirmations: Sequence[Awaitable[object]]) -> None:
+    """Wait until the broker has confirmed every publish: :class:`Refused` when it refuses
+    one, a ``ConnectionError`` (the node is taken as lost) when they take over
+    :data:`CONFIRM_TIMEOUT`."""
+
+    async def every() -> None:
+        for confirmation in confirmations:
+            await confirmation
+
+    try:
+        await asyncio.wait_for(every(), CONFIRM_TIMEOUT)
+    except TimeoutError:
+        raise ConnectionError(f"publishes not confirmed within {CONFIRM_TIMEOUT:g} s") from None
+    except DeliveryError as exc:
+        raise Refused("a publish was refused (basic.nack): a queue it goes to refuses it") from exc
+    finally:
+        for confirmation in confirmations:
+            if isinstance(confirmation, asyncio.Future) and not confirmation.done():
+                confirmation.cancel()

@@ -1,20 +1,15 @@
 """The worker: consume ``NS.intake``, publish deduplicated events, quarantine the rest.
 
-A transacted consumer (:mod:`worker.consumer`: one channel in AMQP transaction mode)
-carries everything a batch does: the events it publishes, the receipt timers it arms, the
-quarantined postbacks, and the acks of the intake messages; one commit makes it all
-happen; :class:`_Intake` is its handler. Receipt timers have a consumer of their own
-(:mod:`worker.timers`); readiness is one :class:`~worker.health.Health`. Combined with the dedup marks (see ``worker.dedup``), an event is published
-once even when the worker is killed or the broker restarts mid-batch.
-
-On a cluster (``AMQP_URL`` naming several nodes) a transaction is not atomic across queues:
-RabbitMQ applies a commit's acks at once and sends commit-ok only when every publish is
-confirmed, so when the channel's node dies mid-commit the acks (on a queue replicated to
-the survivors) can outlive the publishes, and nothing comes back to be redelivered. So a
-batch whose commit got no commit-ok is *in doubt*: the worker keeps it, publishes it again
-first thing on its next connection (counted in ``postbacks_events_republished_total``) and
-settles its marks, so that a redelivery of the same intake messages is then dropped as a
-duplicate. With one node the transaction is trusted as it is.
+A consumer (:mod:`worker.consumer`: one channel of its own) carries everything a batch
+does: the events it publishes, the receipt timers it arms, the quarantined postbacks, and
+the acks of the intake messages, acked only once all of it is safely with the broker (in
+one transaction on one node; after its publisher confirms on a cluster: see that module);
+:class:`_Intake` is its handler. Combined with the dedup marks (see ``worker.dedup``), an
+event is published once even when the worker is killed or the broker restarts mid-batch;
+on a cluster, an event may be published again when the worker's node dies or the worker is
+killed between its publishes and its acks, and each such event is counted in
+``postbacks_events_republished_total``. Receipt timers have a consumer of their own
+(:mod:`worker.timers`); readiness is one :class:`~worker.health.Health`.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,7 +29,6 @@ from aio_pika.abc import (
     AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractTransaction,
 )
 from prometheus_client import Histogram
 from redis.exceptions import RedisError
@@ -43,14 +36,14 @@ from redis.exceptions import RedisError
 from ingest import broker, lifecycle, topology
 from ingest.settings import Settings
 from worker import quarantine, wire
-from worker.consumer import GiveUp, TransactedConsumer, commit
+from worker.consumer import Consumer, GiveUp, Sent, confirms_for
 from worker.dedup import DedupStore, Verdict
 from worker.health import Health
 from worker.intake import Batch, Item, postback_count, prepare
 from worker.lifecycles import Change, LifecycleStore, MemoryLifecycles
 from worker.metrics import WorkerMetrics
 from worker.timers import CONTENT_TYPE as TIMER_CONTENT_TYPE
-from worker.timers import Timer, TimerConsumer, TimersDone, armed
+from worker.timers import Timer, TimerConsumer, armed
 from worker.transform import Outgoing, describe
 
 log = logging.getLogger("postbacks.worker")
@@ -94,11 +87,7 @@ class Worker:
         self.health = Health(metrics.dependency_up, watched)
         self.stopping = asyncio.Event()
         self.published = 0  # events published since start, for logs and tests
-        # Batches whose commit is in doubt, published again on the next connection (only
-        # with several nodes: see the module's docstring).
-        self.in_doubt: list[_Done] = []
-        self.timers_in_doubt: list[TimersDone] = []
-        self.keeps_in_doubt = len(settings.amqp_urls) > 1
+        self.confirms = confirms_for(settings.amqp_urls)  # else transactions
 
     @property
     def ready(self) -> bool:
@@ -120,21 +109,16 @@ class Worker:
 
         await broker.Link(self.settings.amqp_urls, on_problem).run(self._session, self.stopping)
         self.health.report("broker", "stopped")
-        if self.in_doubt or self.timers_in_doubt:
-            log.warning(
-                "stopped with commits in doubt: their intake messages may be acked without "
-                "their events",
-                extra={"events": sum(len(done.published) for done in self.in_doubt)},
-            )
 
     def stop(self) -> None:
         self.stopping.set()
 
     async def _session(self, connection: AbstractConnection) -> None:
-        consumer: TransactedConsumer[tuple[Batch, list[Verdict]], _Done]
-        consumer = await TransactedConsumer.open(
+        consumer: Consumer[tuple[Batch, list[Verdict]], _Done]
+        consumer = await Consumer.open(
             connection,
             self.stopping,
+            confirms=self.confirms,
             prefetch=PREFETCH,
             max_group=MAX_BATCH_MESSAGES,
             weight=postback_count,
@@ -145,7 +129,6 @@ class Worker:
         await topology.declare(channel, self.names, self.settings.history)
         events = await topology.declare_events(channel, self.names)
         queue = await topology.declare_intake(channel, self.names)
-        await self._publish_in_doubt(channel, events, consumer.transaction)
         await consumer.consume(queue)
         self.health.report("broker", None)
         await topology.declare_timers(channel, self.names, self.settings.dlr_timeout)
@@ -160,37 +143,10 @@ class Worker:
         timer_task.add_done_callback(timers_ended)
         depth_task = asyncio.create_task(self._watch_depth(connection))
         try:
-            await consumer.run(_Intake(self, channel, events))
+            await consumer.run(_Intake(self, events))
         finally:
             depth_task.cancel()
             timer_task.cancel()
-
-    def _doubt(self, done: _Done) -> None:
-        """A batch whose commit got no commit-ok: kept to publish again (on a cluster)."""
-        batch = done.batch
-        sent = done.published or batch.timers or batch.rejected or batch.poison or batch.adopted
-        if self.keeps_in_doubt and sent:
-            self.in_doubt.append(done)
-
-    async def _publish_in_doubt(
-        self, channel: AbstractChannel, events: AbstractExchange, transaction: AbstractTransaction
-    ) -> None:
-        """Publish the batches in doubt again, before consuming anything: then their marks
-        are settled, and a redelivery of their intake messages is dropped as a duplicate.
-        Each event is counted as republished. Raises (the session ends, they stay in doubt)
-        when this commit fails too."""
-        while self.in_doubt:
-            done = self.in_doubt[0]
-            await self._send(channel, events, done.published, done.batch)
-            await commit(transaction)
-            self.in_doubt.pop(0)
-            again = dataclasses.replace(done, republished=len(done.published))
-            log.warning(
-                "batch in doubt published again",
-                extra={"events": len(done.published), "timers": len(done.batch.timers)},
-            )
-            self._committed(again)
-            await self._settle(again)
 
     async def _settle(self, done: _Done) -> None:
         """Settle the marks of a committed batch. Best effort: an unsettled mark still
@@ -252,8 +208,8 @@ class Worker:
         group: list[AbstractIncomingMessage],
         batch: Batch,
         fresh: list[Verdict],
-    ) -> _Done:
-        """Publish and ack a group inside the open transaction; the caller commits."""
+    ) -> Sent[_Done]:
+        """Publish what a group became; the consumer acks it (and commits)."""
         started = time.perf_counter()
         published: list[Outgoing] = []
         claimed: list[tuple[str, str]] = []
@@ -268,16 +224,9 @@ class Worker:
                 again += 1
             published.append(item.out)
             claimed.append((item.out.event["event_id"], item.mark))
-        await self._send(channel, events, published, batch)
-        for message in batch.retry:
-            await message.nack(requeue=True)
-        if batch.retry:
-            for message in group:
-                if message not in batch.retry:
-                    await message.ack()
-        else:
-            await group[-1].ack(multiple=True)
-        return _Done(started, published, batch, claimed, again)
+        confirmations = await self._send(channel, events, published, batch)
+        done = _Done(started, published, batch, claimed, again)
+        return Sent(done, confirmations, list(batch.retry))
 
     async def _send(
         self,
@@ -285,11 +234,12 @@ class Worker:
         events: AbstractExchange,
         published: list[Outgoing],
         batch: Batch,
-    ) -> None:
-        """Publish a batch's events, timers, quarantined postbacks and adopted messages."""
+    ) -> list[asyncio.Future[object]]:
+        """Publish a batch's events, timers, quarantined postbacks and adopted messages;
+        their confirmations in confirm mode."""
         # Every event and timer of the batch is encoded into one buffer and written at
         # once (worker.wire): the same frames aio-pika would send, without its per-message
-        # objects, lock and socket write. The channel is transactional: nothing to confirm.
+        # objects, lock and socket write; their commit or confirms are waited for together.
         frames = await wire.frames_for(channel)
         publish = frames.publish
         exchange = events.name
@@ -306,22 +256,26 @@ class Worker:
         waiting = self.names.waiting(self.settings.dlr_timeout)
         for timer_id, timer_body in batch.timers:
             publish("", waiting, timer_body, content_type=TIMER_CONTENT_TYPE, message_id=timer_id)
-        await wire.write(channel, frames)
+        confirmations = await wire.write(channel, frames)
+        # The rare rest goes through aio-pika; in confirm mode each publish waits for its own
+        # confirm, all at once.
+        others = [
+            (quarantine.postback(rejected.record, rejected.reason), self.names.quarantine)
+            for rejected in batch.rejected
+        ]
+        others += [
+            (quarantine.intake_message(poison.message, poison.reason), self.names.quarantine)
+            for poison in batch.poison
+        ]
+        others += [(adopted.again, self.names.intake) for adopted in batch.adopted]
         default = channel.default_exchange
-        for rejected in batch.rejected:
-            await default.publish(
-                quarantine.postback(rejected.record, rejected.reason),
-                routing_key=self.names.quarantine,
-                mandatory=False,
-            )
-        for poison in batch.poison:
-            await default.publish(
-                quarantine.intake_message(poison.message, poison.reason),
-                routing_key=self.names.quarantine,
-                mandatory=False,
-            )
-        for adopted in batch.adopted:
-            await default.publish(adopted.again, routing_key=self.names.intake, mandatory=False)
+        for message, queue_name in others:
+            publishing = default.publish(message, routing_key=queue_name, mandatory=False)
+            if self.confirms:
+                confirmations.append(asyncio.ensure_future(publishing))
+            else:
+                await publishing
+        return confirmations
 
     def _committed(self, done: _Done) -> None:
         started, published, batch = done.started, done.published, done.batch
@@ -412,24 +366,26 @@ class Worker:
 
 @dataclass(frozen=True, slots=True)
 class _Intake:
-    """The intake consumer's handler for one session: its channel and events exchange."""
+    """The intake consumer's handler for one session."""
 
     worker: Worker
-    channel: AbstractChannel
     events: AbstractExchange
 
     async def prepare(self, group: list[AbstractIncomingMessage]) -> tuple[Batch, list[Verdict]]:
         return await self.worker._prepare(group)
 
     async def publish(
-        self, group: list[AbstractIncomingMessage], prepared: tuple[Batch, list[Verdict]]
-    ) -> _Done:
+        self,
+        channel: AbstractChannel,
+        group: list[AbstractIncomingMessage],
+        prepared: tuple[Batch, list[Verdict]],
+    ) -> Sent[_Done]:
         batch, fresh = prepared
-        return await self.worker._publish(self.channel, self.events, group, batch, fresh)
+        return await self.worker._publish(channel, self.events, group, batch, fresh)
 
     async def committed(self, done: _Done) -> None:
         self.worker._committed(done)
         await self.worker._settle(done)
 
-    def in_doubt(self, done: _Done) -> None:
-        self.worker._doubt(done)
+    def refused(self, problem: str | None) -> None:
+        self.worker.health.report("broker", problem)

@@ -230,14 +230,6 @@ async def _in_thread(call: Callable[[], object]) -> float:
     return began
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: when the node that holds NS.intake's leader is SIGKILLed while the "
-    "workers connected to it commit, postbacks answered 200 can end without an event (seen "
-    "in 2 of 7 runs: 602 and 1074 lost, workers' own counts saying published); RabbitMQ "
-    "transactions are not atomic across queues, so the intake acks can survive the node "
-    "while the event publishes do not. See docs/faults.md, Clusters.",
-)
 async def test_intake_leader_node_killed_and_restarted(
     procs: Processes, downstream: Downstream, cluster_report: ClusterReport
 ) -> None:

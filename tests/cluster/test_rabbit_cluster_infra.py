@@ -6,6 +6,7 @@ the cluster with its data, and a node cut off from the other two (not killed) is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -130,3 +131,96 @@ async def test_partition_heals_by_itself_after_the_given_time(
     assert time.monotonic() - began >= 3.0
     connection = await _connect(rabbit_cluster.url(1))
     await connection.close()
+
+
+async def _probe_round(
+    url: str, queue_tx: str, queue_confirm: str, round_: int
+) -> tuple[set[str], set[str]]:
+    """On a new connection: 10 publishes to ``queue_tx`` in a transaction, 10 to
+    ``queue_confirm`` with confirms. The ids the broker took (commit-ok; ack)."""
+    taken_tx: set[str] = set()
+    taken_confirm: set[str] = set()
+    async with await _connect(url) as connection:
+        tx_channel = await connection.channel(publisher_confirms=False)
+        transaction = tx_channel.transaction()
+        await transaction.select()
+        ids = [f"t{round_}-{i}" for i in range(10)]
+        for message_id in ids:
+            await tx_channel.default_exchange.publish(
+                aio_pika.Message(b"x", message_id=message_id, delivery_mode=2), queue_tx
+            )
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, TimeoutError):
+            await asyncio.wait_for(transaction.commit(), 10)
+            taken_tx.update(ids)
+        confirm_channel = await connection.channel(publisher_confirms=True)
+        ids = [f"c{round_}-{i}" for i in range(10)]
+        answers = await asyncio.gather(
+            *(
+                confirm_channel.default_exchange.publish(
+                    aio_pika.Message(b"x", message_id=message_id, delivery_mode=2),
+                    queue_confirm,
+                    timeout=10,
+                )
+                for message_id in ids
+            ),
+            return_exceptions=True,
+        )
+        taken_confirm.update(
+            i for i, a in zip(ids, answers, strict=True) if not isinstance(a, BaseException)
+        )
+    return taken_tx, taken_confirm
+
+
+async def _ids_in(url: str, queue: str) -> set[str]:
+    async with await _connect(url) as connection:
+        channel = await connection.channel()
+        q = await channel.get_queue(queue, ensure=True)
+        found = set()
+        while (message := await q.get(no_ack=True, fail=False, timeout=10)) is not None:
+            found.add(str(message.message_id))
+        await q.delete(if_unused=False, if_empty=False)
+        return found
+
+
+async def test_confirms_keep_what_a_transaction_loses_when_a_leader_dies(
+    rabbit_cluster: RabbitCluster,
+) -> None:
+    """Why workers on a cluster publish with confirms: right after a quorum queue's leader
+    node is SIGKILLed, the queue refuses publishes from new channels on the other nodes
+    until they learn the new leader. In a transaction RabbitMQ 3.10 drops what the queue
+    refused and still answers commit-ok; with confirms it nacks it. Every publish the
+    broker acked must be in the queue; what commit-ok "took" and lost is reported."""
+    cluster = rabbit_cluster
+    queues = [f"pbc.probe.{kind}.{uuid.uuid4().hex[:8]}" for kind in ("tx", "confirm")]
+    async with await _connect(cluster.url(0)) as first:
+        channel = await first.channel()
+        for name in queues:
+            await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={"x-queue-type": "quorum", "x-quorum-initial-group-size": 3},
+            )
+    assert await asyncio.to_thread(cluster.queue_leader, queues[0]) == cluster.node(0)
+    taken_tx: set[str] = set()
+    taken_confirm: set[str] = set()
+    await asyncio.to_thread(cluster.kill, 0)
+    try:
+        began = time.monotonic()
+        round_ = 0
+        while time.monotonic() - began < 4.0:
+            tx, confirm = await _probe_round(cluster.url(1), queues[0], queues[1], round_)
+            taken_tx |= tx
+            taken_confirm |= confirm
+            round_ += 1
+            await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(cluster.start, 0)
+    in_tx_queue = await _ids_in(cluster.url(1), queues[0])
+    in_confirm_queue = await _ids_in(cluster.url(1), queues[1])
+    print(
+        f"\nleader killed: transaction: {len(taken_tx)} of {round_ * 10} committed, "
+        f"{len(taken_tx - in_tx_queue)} of them lost; confirms: {len(taken_confirm)} of "
+        f"{round_ * 10} acked, {len(taken_confirm - in_confirm_queue)} of them lost"
+    )
+    assert taken_confirm, "no publish was confirmed at all"
+    assert taken_confirm <= in_confirm_queue, sorted(taken_confirm - in_confirm_queue)[:5]
