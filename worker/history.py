@@ -1,5 +1,5 @@
-"""The event history (contract section 9): ``postbacks backfill``, ``postbacks tail --since``
-and what ``postbacks stats`` says of ``NS.history``.
+"""The event history (contract section 9): ``postbacks backfill``, ``postbacks tail --since``,
+what ``postbacks stats`` says of ``NS.history``, and what a worker's metrics say of it.
 
 ``NS.history`` is a RabbitMQ stream bound to ``NS.events`` with ``#``: every event is
 appended as it is published. A reader attaches with the consumer argument
@@ -23,7 +23,7 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -39,6 +39,7 @@ from ingest.history import History, TopicFilter
 from ingest.names import Names
 from ingest.settings import Settings, mask_url
 from worker import tools
+from worker.metrics import WorkerMetrics
 
 SKEW = 60.0  # seconds events may be appended out of received_at order
 IDLE = 1.5  # seconds with nothing delivered: the end of the stream
@@ -469,8 +470,23 @@ async def stats_lines(
     return summary(record, first, names.history)
 
 
-def appended(metrics: Any, history: History, bodies: Callable[[], int]) -> None:
-    """Count for the alert on the history's byte limit (see deploy/prometheus)."""
-    metrics.history_max_bytes.set(history.max_bytes)
-    metrics.history_max_age_seconds.set(history.max_age_seconds)
-    metrics.history_appended.inc(bodies())
+# --- metrics --------------------------------------------------------------------------------
+
+
+def show_limits(metrics: WorkerMetrics, history: History | None) -> None:
+    """Set the gauges of the history's limits, ``HISTORY_MAX_BYTES`` and ``HISTORY_MAX_AGE``
+    in seconds; without history they stay 0 (so the alert on the byte limit, in
+    deploy/prometheus/alerts.yaml, never fires)."""
+    if history is not None:
+        metrics.history_max_bytes.set(history.max_bytes)
+        metrics.history_max_age_seconds.set(history.max_age_seconds)
+
+
+def count_appended(
+    metrics: WorkerMetrics, history: History | None, bodies: Iterable[bytes]
+) -> None:
+    """Add the sizes of ``bodies``, events just committed to ``NS.events``, to
+    ``postbacks_history_appended_bytes_total`` when the history is on: the stream appended
+    each of them. Without history ``bodies`` is not even read."""
+    if history is not None:
+        metrics.history_appended_bytes.inc(sum(map(len, bodies)))

@@ -98,6 +98,23 @@ class WorkerMetrics:
             "(postbacks waiting for a fix and `postbacks replay`).",
             registry=r,
         )
+        self.history_appended_bytes = Counter(
+            "postbacks_history_appended_bytes",
+            "Bytes of the event bodies published while the history is on (HISTORY_MAX_AGE "
+            "set): each is appended to NS.history, which stores it with its properties and "
+            "headers (up to 1.5 times the body on disk).",
+            registry=r,
+        )
+        self.history_max_bytes = Gauge(
+            "postbacks_history_max_bytes",
+            "HISTORY_MAX_BYTES: the most NS.history keeps, in bytes; 0 without history.",
+            registry=r,
+        )
+        self.history_max_age_seconds = Gauge(
+            "postbacks_history_max_age_seconds",
+            "HISTORY_MAX_AGE in seconds: how long NS.history keeps events; 0 without history.",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "postbacks_dependency_up",
             "1 while a dependency answers, else 0.",

@@ -36,6 +36,7 @@ from ingest import topology
 from ingest.event import amqp_headers, parse_received_at, received_at_now, routing_key
 from ingest.lifecycle import TIMER_FAMILIES, timed_out_event
 from worker.consumer import Consumer, Sent
+from worker.history import count_appended
 from worker.lifecycles import Change
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ class TimerConsumer:
         if done.republished:
             worker.metrics.republished.inc(done.republished)
         worker.published += len(done.published)
+        count_appended(worker.metrics, worker.settings.history, (m.body for m, _ in done.messages))
         if done.published:
             await worker.store.settle(list(done.published))
 

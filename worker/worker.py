@@ -39,6 +39,7 @@ from worker import quarantine, wire
 from worker.consumer import Consumer, GiveUp, Sent, confirms_for
 from worker.dedup import DedupStore, Verdict
 from worker.health import Health
+from worker.history import count_appended, show_limits
 from worker.intake import Batch, Item, postback_count, prepare
 from worker.lifecycles import Change, LifecycleStore, MemoryLifecycles
 from worker.metrics import WorkerMetrics
@@ -81,6 +82,7 @@ class Worker:
         self.store = store
         self.lifecycles = lifecycles or MemoryLifecycles(settings.dedup_ttl)
         self.metrics = metrics
+        show_limits(metrics, settings.history)
         watched = {"broker": "not connected yet"}
         if settings.redis_url:
             watched["redis"] = "redis not checked yet"
@@ -304,6 +306,7 @@ class Worker:
             self.metrics.quarantined.labels(kind="invalid").inc(len(batch.rejected))
         if batch.poison:
             self.metrics.quarantined.labels(kind="poison").inc(len(batch.poison))
+        count_appended(self.metrics, self.settings.history, (out.body for out in published))
         self.published += len(published)
 
     async def _claim(self, claims: list[tuple[str, str]]) -> list[Verdict]:

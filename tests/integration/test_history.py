@@ -13,11 +13,12 @@ import aio_pika
 import aiormq
 import orjson
 import pytest
+from prometheus_client import generate_latest
 
 from ingest import topology
 from ingest.history import History, topic_matches
 from ingest.names import Names
-from tests.integration._helpers import pipeline, postbacks
+from tests.integration._helpers import metric, pipeline, postbacks
 from tests.integration.test_operator_stats import management_answers
 from tests.support import AMQP_URL, POSTBACKS, ROOT, env_for, http_session, post, postback_xml
 
@@ -300,8 +301,56 @@ async def test_without_history_nothing_changes(namespace: str) -> None:
             if got := await drain(names.unrouted):
                 break
             await asyncio.sleep(0.1)
+        scraped = generate_latest(running.worker.metrics.registry).decode()
     assert len(got) == 1  # no subscriber: kept in NS.unrouted as before
     assert not await queue_exists(names.history)
+    for name in (APPENDED, "postbacks_history_max_bytes", "postbacks_history_max_age_seconds"):
+        assert f"\n{name} 0.0\n" in scraped, name  # exported, at 0: the alert stays quiet
+
+
+APPENDED = "postbacks_history_appended_bytes_total"
+
+
+async def history_bodies(namespace: str, count: int, timeout: float = 30) -> list[bytes]:
+    """The bodies in ``NS.history`` from its start, once it holds at least ``count``
+    (and nothing more came for half a second)."""
+    bodies: list[bytes] = []
+    async with await aio_pika.connect(AMQP_URL) as connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=100)
+        stream = await channel.declare_queue(Names(namespace).history, passive=True)
+
+        async def deliver(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            bodies.append(message.body)
+            await message.ack()
+
+        await stream.consume(deliver, arguments={"x-stream-offset": "first"})
+        async with asyncio.timeout(timeout):
+            while len(bodies) < count:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+    return bodies
+
+
+async def test_a_worker_counts_the_bytes_it_appends_and_shows_the_limits(namespace: str) -> None:
+    limits = {"history_max_age": "2D", "history_max_bytes": 3_000_000_000, "dlr_timeout": 1}
+    async with pipeline(namespace, **limits) as running, http_session() as session:
+        # Three lifecycles that end at once, two that wait for a receipt and time out.
+        for n, code in enumerate(["N102", "E101", "N102", "N101", "N101"]):
+            status, _, _ = await post(session, running.postbacks, postback_xml(code, f"h-{n}"))
+            assert status == 200
+        bodies = await history_bodies(namespace, 7)
+        appended = sum(len(body) for body in bodies)
+        for _ in range(50):  # counted right after the commit that appended them
+            scraped = generate_latest(running.worker.metrics.registry).decode()
+            if metric(scraped, APPENDED) >= appended:
+                break
+            await asyncio.sleep(0.1)
+    codes = sorted(orjson.loads(body)["code"] for body in bodies)
+    assert codes == ["E101", "N101", "N101", "N102", "N102", "TIMEOUT", "TIMEOUT"]
+    assert metric(scraped, APPENDED) == appended
+    assert metric(scraped, "postbacks_history_max_bytes") == 3_000_000_000
+    assert metric(scraped, "postbacks_history_max_age_seconds") == 2 * 86400
 
 
 async def test_tail_since_prints_history_then_live_without_gaps_or_duplicates(

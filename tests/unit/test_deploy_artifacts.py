@@ -181,8 +181,8 @@ def test_the_expected_artifacts_exist() -> None:
 
 def test_metric_names_follow_the_prometheus_naming_guide() -> None:
     """postbacks_ prefix; snake case; counters exported with _total; histograms and
-    gauges carry their unit (seconds, messages, postbacks) or are a 0/1 state (_up)."""
-    units = ("_seconds", "_messages", "_postbacks")
+    gauges carry their unit (seconds, messages, postbacks, bytes) or are a 0/1 state (_up)."""
+    units = ("_seconds", "_messages", "_postbacks", "_bytes")
     for name, (kind, labels) in families().items():
         assert re.fullmatch(r"postbacks_[a-z][a-z0-9_]*[a-z0-9]", name), name
         assert not name.endswith("_total"), f"{name}: the client adds _total"
@@ -206,6 +206,9 @@ def test_the_code_exports_every_metric_the_operator_asked_for() -> None:
         "postbacks_processing_seconds": set(),  # received_at -> event committed
         "postbacks_intake_queue_messages": set(),  # intake depth seen by the worker
         "postbacks_quarantine_queue_messages": set(),  # quarantine depth seen by the worker
+        "postbacks_history_appended_bytes": set(),  # what the history grows by
+        "postbacks_history_max_bytes": set(),  # its limits, for the alert
+        "postbacks_history_max_age_seconds": set(),
     }
     exported = families()
     for name, labels in wanted.items():

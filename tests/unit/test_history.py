@@ -1,14 +1,26 @@
-"""The history's pure parts: RabbitMQ's x-max-age form, the settings, topic matching."""
+"""The history's pure parts: RabbitMQ's x-max-age form, the settings, topic matching, and
+what a worker's metrics say of the history (the bytes it appended, the limits)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from ingest.history import TopicFilter, check_max_age, max_age_seconds, topic_matches, words
+from ingest.history import (
+    History,
+    TopicFilter,
+    check_max_age,
+    max_age_seconds,
+    topic_matches,
+    words,
+)
 from ingest.settings import BadSetting, Settings
-from worker.history import Refused, parse_time
+from worker.dedup import MemoryDedup
+from worker.history import Refused, count_appended, parse_time, show_limits
+from worker.metrics import WorkerMetrics
+from worker.worker import Worker
 
 
 @pytest.mark.parametrize("value", ["7D", "12h", "30m", "1Y", "2M", "10s", "07D", "1000Y"])
@@ -112,3 +124,47 @@ def test_times_are_iso_8601_utc_unless_an_offset_is_given() -> None:
     for bad in ("yesterday", "", "2026-13-01", "10:00"):
         with pytest.raises(Refused, match="not a time"):
             parse_time(bad, "--since")
+
+
+def scraped(metrics: WorkerMetrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name)
+
+
+def test_the_bytes_of_each_appended_body_are_counted() -> None:
+    metrics = WorkerMetrics()
+    history = History("7D")
+    assert scraped(metrics, "postbacks_history_appended_bytes_total") == 0
+    count_appended(metrics, history, [b'{"event_id":"a"}', b"x" * 700])
+    count_appended(metrics, history, [])  # a batch of duplicates only
+    count_appended(metrics, history, (body for body in [b"", b"12345"]))
+    assert scraped(metrics, "postbacks_history_appended_bytes_total") == 16 + 700 + 5
+
+
+def test_without_history_nothing_is_counted_nor_read() -> None:
+    metrics = WorkerMetrics()
+
+    def bodies() -> Iterator[bytes]:
+        raise AssertionError("read without history")
+        yield b""
+
+    count_appended(metrics, None, bodies())
+    assert scraped(metrics, "postbacks_history_appended_bytes_total") == 0
+
+
+def test_the_limits_are_the_settings_and_0_without_history() -> None:
+    metrics = WorkerMetrics()
+    show_limits(metrics, History("12h", 5_000_000))
+    assert scraped(metrics, "postbacks_history_max_bytes") == 5_000_000
+    assert scraped(metrics, "postbacks_history_max_age_seconds") == 12 * 3600
+    off = WorkerMetrics()
+    show_limits(off, None)
+    assert scraped(off, "postbacks_history_max_bytes") == 0
+    assert scraped(off, "postbacks_history_max_age_seconds") == 0
+
+
+def test_a_worker_shows_the_limits_it_is_configured_with_from_the_start() -> None:
+    metrics = WorkerMetrics()
+    settings = Settings.load({"HISTORY_MAX_AGE": "1Y"})
+    Worker(settings, MemoryDedup(60), metrics)
+    assert scraped(metrics, "postbacks_history_max_bytes") == settings.history_max_bytes
+    assert scraped(metrics, "postbacks_history_max_age_seconds") == 365 * 86400
