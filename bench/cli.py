@@ -22,7 +22,7 @@ from bench.report import evaluate, table
 from bench.wrk import ensure_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = ("ceiling", "baseline", "receiver", "e2e", "drain", "worker", "rss")
+ALL = ("ceiling", "baseline", "receiver", "e2e", "drain", "worker", "rss", "history")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,6 +79,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rss-warmup", type=int, default=20_000, help="postbacks before 'before'")
     ap.add_argument("--rss-chunk", type=int, default=50_000)
     ap.add_argument(
+        "--history-events",
+        type=int,
+        default=100_000,
+        help="events appended to NS.history, then backfilled, in the history phase",
+    )
+    ap.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -102,6 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rss_postbacks = min(args.rss_postbacks, 40_000)
         args.rss_warmup = min(args.rss_warmup, 5_000)
         args.rss_chunk = min(args.rss_chunk, 10_000)
+        args.history_events = min(args.history_events, 10_000)
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in selected if p not in ALL]
     if unknown:
@@ -153,6 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rss_postbacks=args.rss_postbacks,
         rss_warmup=args.rss_warmup,
         rss_chunk=args.rss_chunk,
+        history_events=args.history_events,
         drain_cap=args.drain_cap,
         worker_postbacks=args.worker_postbacks,
         worker_formats=tuple(f for f in args.worker_formats.split(",") if f),
@@ -203,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
     pin_self(args.load_cpu)
-    ensure_wrk()
+    if phases.WRK_PHASES.intersection(args.phases):
+        ensure_wrk()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
         import uvloop

@@ -1,22 +1,22 @@
-"""``python -m bench.history``: a backfill of N events (default 100,000) from NS.history,
-in events/s, and the disk each event takes in the stream.
+"""The history phase's parts (``python -m bench --only history``, which
+``python -m bench.history`` runs): N events appended to ``NS.history`` as a worker publishes
+them, and the disk they take in the stream.
 
-Publishes N events the way a worker does (one body of ~600 bytes, message_id, timestamp,
-headers) to ``NS.events`` of a fresh namespace with the history on, measures the stream's
-directory on disk (``/var/lib/rabbitmq/mnesia/*/stream/``: the broker must run on this
-machine), makes a subscriber afterwards and times ``backfill`` of every event into it.
-Deletes the namespace at the end.
+The events are published the way a worker does (one body of ~740 bytes, message_id,
+timestamp, the four headers) to ``NS.events`` of the phase's namespace with the history on;
+the stream's directory on disk is measured under ``/var/lib/rabbitmq/mnesia/*/stream/``
+(the broker must run on this machine). ``bench.phases.phase_history`` then times
+``postbacks backfill`` of every event into a subscriber made afterwards.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import glob
 import os
-import time
+import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import aio_pika
 import orjson
@@ -24,8 +24,11 @@ from pamqp.common import FieldValue
 
 from ingest import topology
 from ingest.history import History
-from ingest.settings import Settings
-from worker import history
+from ingest.names import Names
+
+MAX_AGE = "1D"  # HISTORY_MAX_AGE of the phase's namespace
+WINDOW = 500  # publishes awaiting their confirms at a time
+
 
 KEYS = (
     "mms_mt.delivery.sent.n101",
@@ -81,6 +84,7 @@ def event(n: int) -> tuple[bytes, str, dict[str, FieldValue]]:
 
 
 def disk_bytes(queue: str) -> int | None:
+    """Bytes of every file of the stream ``queue`` (vhost ``/``) on this machine's broker."""
     mangled = queue.replace(".", "_")
     dirs = glob.glob(f"/var/lib/rabbitmq/mnesia/*/stream/__{mangled}_*")
     if not dirs:
@@ -88,21 +92,18 @@ def disk_bytes(queue: str) -> int | None:
     return sum(os.path.getsize(p) for d in dirs for p in glob.glob(f"{d}/*"))
 
 
-async def main(count: int, amqp_url: str) -> None:
-    namespace = f"bench-history-{uuid.uuid4().hex[:6]}"
-    settings = Settings(amqp_url=amqp_url, namespace=namespace, history_max_age="1D")
-    names = settings.names
-    connection = await aio_pika.connect(amqp_url)
-    try:
+async def fill(amqp_url: str, namespace: str, count: int) -> int:
+    """Declare the topology of ``namespace`` with the history on and publish ``count``
+    events to its ``NS.events``, confirmed; the bytes of their bodies."""
+    names = Names(namespace)
+    body_bytes = 0
+    async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
-        await topology.declare(channel, names, History("1D"))
+        await topology.declare(channel, names, History(MAX_AGE))
         events = await channel.get_exchange(names.events)
-        since = datetime.now(UTC) - timedelta(seconds=1)
-        body_bytes = 0
-        started = time.monotonic()
-        for start in range(0, count, 500):
+        for start in range(0, count, WINDOW):
             sends = []
-            for n in range(start, min(start + 500, count)):
+            for n in range(start, min(start + WINDOW, count)):
                 body, key, headers = event(n)
                 body_bytes += len(body)
                 sends.append(
@@ -119,40 +120,10 @@ async def main(count: int, amqp_url: str) -> None:
                     )
                 )
             await asyncio.gather(*sends)
-        print(f"published {count:,} events in {time.monotonic() - started:.1f} s")
-        await asyncio.sleep(2)
-        disk = disk_bytes(names.history)
-        await topology.subscribe(channel, names, "bench", ["#"])
-        started = time.monotonic()
-        outcome = await history.backfill(settings, "bench", since, None, ["#"], progress=None)
-        seconds = time.monotonic() - started
-        print(
-            f"backfill: read {outcome.read:,}, delivered {outcome.delivered:,} in "
-            f"{seconds:.1f} s = {outcome.delivered / seconds:,.0f} events/s"
-        )
-        print(f"event bodies: {body_bytes / count:,.0f} bytes on average")
-        if disk is None:
-            print("disk: the stream's directory is not on this machine")
-        else:
-            print(f"disk: {disk:,} bytes in the stream = {disk / count:,.0f} bytes per event")
-    finally:
-        cleanup = await connection.channel()
-        for queue in (
-            names.subscriber("bench"),
-            names.history,
-            names.intake,
-            names.quarantine,
-            names.unrouted,
-        ):
-            await cleanup.queue_delete(queue)
-        await cleanup.exchange_delete(names.events)
-        await cleanup.exchange_delete(names.unrouted)
-        await connection.close()
+    return body_bytes
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__)
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
-    options = parser.parse_args()
-    asyncio.run(main(options.events, options.amqp_url))
+    from bench.cli import main
+
+    raise SystemExit(main(["--only", "history", *sys.argv[1:]]))

@@ -23,10 +23,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench import bodies
+from bench import history as history_fill
 from bench.broker import Broker, delete_redis_keys, wait_count
 from bench.procs import (
     _TCK,
@@ -48,7 +50,14 @@ Result = dict[str, Any]
 ROOT = str(Path(__file__).resolve().parent.parent)
 
 # Variables of the contract that would change what is measured: never inherited.
-_SCRUB = ("INGEST_BASIC_AUTH", "INGEST_ALLOW_FROM", "INGEST_SPOOL_DIR", "POSTBACKS_NAMESPACE")
+_SCRUB = (
+    "INGEST_BASIC_AUTH",
+    "INGEST_ALLOW_FROM",
+    "INGEST_SPOOL_DIR",
+    "POSTBACKS_NAMESPACE",
+    "HISTORY_MAX_AGE",
+    "HISTORY_MAX_BYTES",
+)
 
 
 @dataclass
@@ -67,6 +76,7 @@ class Config:
     rss_postbacks: int = 1_000_000
     rss_warmup: int = 20_000
     rss_chunk: int = 50_000
+    history_events: int = 100_000
     drain_cap: float = 0.5
     worker_postbacks: int = 50_000
     worker_formats: tuple[str, ...] = ("xml", "json")
@@ -919,6 +929,77 @@ async def phase_rss(cfg: Config, broker: Broker) -> Result:
     }
 
 
+async def phase_history(cfg: Config, broker: Broker) -> Result:
+    """``cfg.history_events`` events appended to ``NS.history`` (published by this process as
+    a worker publishes them), the stream's disk per event, then ``postbacks backfill bench
+    --since T '#'`` on the server core into ``NS.sub.bench``, made afterwards. Events/s over
+    the window from the first sample of ``NS.sub.bench`` showing an event to the one showing
+    the last; the command's own time (start-up and its 1.5 s wait for the stream's end
+    included) besides."""
+    n = cfg.history_events
+    say(f"history: {n:,} events appended to NS.history, then postbacks backfill of them all")
+    async with namespace(cfg, broker, "history") as ns:
+        history = f"{ns}.history"
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        t0 = time.time()
+        body_bytes = await history_fill.fill(cfg.amqp_url, ns, n)
+        fill_s = time.time() - t0
+        await asyncio.sleep(2)  # the last chunk written
+        disk = history_fill.disk_bytes(history)
+        sub = await project_topology(cfg, broker, ns)
+        env = {**project_env(cfg, ns), "HISTORY_MAX_AGE": history_fill.MAX_AGE}
+        argv = [cfg.postbacks, "backfill", "bench", "--since", since.isoformat(), "#"]
+        noise = NoiseMeter()
+        sampler = Sampler(broker, sub, interval=0.1)
+        sampler.start()
+        t_launch = time.time()
+        proc = ManagedProcess(
+            "postbacks backfill", argv, cpu=cfg.server_cpu, env=env,
+            log_name=f"{cfg.log_prefix}-{ns}-backfill",
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + max(120.0, n / 100)
+            while proc.alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            command_s = time.time() - t_launch
+            others = noise.others_pct()
+        finally:
+            await sampler.stop()
+            status = await proc.astop()
+        output = proc.log_tail()
+        if status != 0:
+            raise RuntimeError(f"postbacks backfill exited {status}:\n{output}")
+        final = await broker.count(sub) or 0
+    found = re.search(r"read (\d+) event\(s\) of the history, delivered (\d+)", output)
+    read, delivered = (int(found[1]), int(found[2])) if found else (None, None)
+    t_end = next((t for t, c in sampler.samples if c >= final), time.time())
+    first = next(((t, c) for t, c in sampler.samples if c > 0), (t_end, final))
+    rate = (final - first[1]) / (t_end - first[0]) if t_end > first[0] else 0.0
+    res: Result = {
+        "events": n,
+        "fill_events_per_s": round(n / fill_s, 1) if fill_s else None,
+        "read": read,
+        "delivered": delivered,
+        "in_subscriber": final,
+        "lost": n - final,
+        "events_per_s": round(rate, 1),
+        "command_seconds": round(command_s, 2),
+        "command_events_per_s": round(final / command_s, 1) if command_s else None,
+        "body_bytes_per_event": round(body_bytes / n, 1) if n else None,
+        "disk_bytes": disk,
+        "disk_bytes_per_event": round(disk / n, 1) if disk is not None and n else None,
+        "disk_per_body_byte": round(disk / body_bytes, 3) if disk and body_bytes else None,
+        "others_cpu_pct": others,
+    }
+    where = "not on this machine" if disk is None else f"{res['disk_bytes_per_event']:,} B/event"
+    say(
+        f"  backfill: {final:,}/{n:,} events in NS.sub.bench, {rate:,.0f} events/s "
+        f"({command_s:.1f} s for the command); disk {where} for "
+        f"{res['body_bytes_per_event']:,} B bodies; others' {others:.0f}% of all"
+    )
+    return res
+
+
 PhaseFn = Callable[[Config, Broker], Awaitable[Result]]
 PHASES: dict[str, PhaseFn] = {
     "ceiling": phase_ceiling,
@@ -928,5 +1009,7 @@ PHASES: dict[str, PhaseFn] = {
     "drain": phase_drain,
     "worker": phase_worker,
     "rss": phase_rss,
+    "history": phase_history,
 }
-PROJECT_PHASES = frozenset({"receiver", "e2e", "drain", "worker", "rss"})
+PROJECT_PHASES = frozenset({"receiver", "e2e", "drain", "worker", "rss", "history"})
+WRK_PHASES = frozenset({"ceiling", "baseline", "receiver"})  # the others need no wrk

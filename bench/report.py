@@ -359,6 +359,27 @@ def table(results: Result, targets: list[dict[str, Any]]) -> str:
         )
         grid(["", "idle MB", "before MB", "after MB", "growth MB"], rows)
 
+    hist = dig(results, "history")
+    if isinstance(hist, dict) and "events_per_s" in hist:
+        lines.append(
+            f"History: postbacks backfill of {_f(hist.get('events'))} events from NS.history"
+            " (cpu 0; disk: the stream's files once appended)"
+        )
+        grid(
+            ["", "events/s", "command s", "lost", "body B/event", "disk B/event", "others %"],
+            [
+                [
+                    "backfill into a new subscriber",
+                    _f(hist.get("events_per_s")),
+                    _f(hist.get("command_seconds"), 1),
+                    _f(hist.get("lost")),
+                    _f(hist.get("body_bytes_per_event")),
+                    _f(hist.get("disk_bytes_per_event")),
+                    _f(hist.get("others_cpu_pct")),
+                ]
+            ],
+        )
+
     lines.append(
         "others % = CPU used during the measurement by everything but the bench's own"
         " processes, RabbitMQ and Redis, in % of all cores: above a few %, the figures"
