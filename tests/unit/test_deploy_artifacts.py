@@ -272,9 +272,14 @@ def test_alert_rules_cover_what_the_operator_asked_for() -> None:
         "PostbacksQuarantineNotEmpty": "postbacks_quarantine_queue_messages",
         "PostbacksConfirmLatencyHigh": "postbacks_intake_confirm_seconds_bucket",
         "PostbacksNoPostbacks": "postbacks_http_requests_total",
+        "PostbacksHistoryShorterThanMaxAge": "postbacks_history_appended_bytes_total",
     }
     for alert, metric in asked.items():
         assert metric in rules[alert]["expr"], alert
+    # The history's growth over its age, against its byte limit.
+    history = rules["PostbacksHistoryShorterThanMaxAge"]["expr"]
+    assert "postbacks_history_max_age_seconds" in history
+    assert "postbacks_history_max_bytes" in history
 
 
 def test_every_alert_is_complete_and_explained_in_the_operating_guide() -> None:
