@@ -27,8 +27,9 @@ class WorkerMetrics:
         self.republished = Counter(
             "postbacks_events_republished",
             "Events published again from a redelivered intake message whose earlier delivery "
-            "claimed them: its commit may have happened (the broker node died during it), so "
-            "subscribers may see this event id twice (same message_id).",
+            "claimed them: they may have been published already (the node died during the "
+            "commit or, on a cluster, before the acks), so subscribers may see this event id "
+            "twice (same message_id).",
             registry=r,
         )
         self.lifecycle_seconds = Histogram(
