@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.kit import Downstream
+from tests.faults.kit import Downstream, timer_queues
 from tests.support import ROOT, new_namespace
 
 from .kit import ClusterReport, Processes, delete_namespace, restore
@@ -97,7 +97,8 @@ async def procs(
     finally:
         running.close()
         await asyncio.to_thread(restore, rabbit_cluster, redis_cluster)
-        await delete_namespace(running, [running.names.subscriber(SUBSCRIBER)])
+        queues = [running.names.subscriber(SUBSCRIBER)]
+        await delete_namespace(running, [*queues, *timer_queues(running.names, running.services)])
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support import ROOT, new_namespace
 
-from .kit import Cluster, Downstream, Report, delete_namespace
+from .kit import Cluster, Downstream, Report, delete_namespace, timer_queues
 from .services import PrivateRabbit, PrivateRedis, port_open
 
 REPORT_PATH = Path(os.environ.get("FAULTS_REPORT", ROOT / "build" / "faults" / "report.md"))
@@ -85,7 +85,9 @@ async def cluster(
         yield running
     finally:
         running.close()
-        await delete_namespace(rabbit.url, running.names)
+        await delete_namespace(
+            rabbit.url, running.names, timer_queues(running.names, running.services)
+        )
 
 
 @pytest.fixture

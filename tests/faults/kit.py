@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from ingest import topology
 from ingest.names import Names
+from ingest.settings import BY_VARIABLE
 from tests.schema_check import check_event
 from tests.support import Proc, Stack, delete_topology, free_port, postback_json, postback_xml
 
@@ -368,9 +369,24 @@ def tally(shots: Iterable[Shot], downstream: Downstream) -> Tally:
     )
 
 
-async def delete_namespace(amqp_url: str, names: Names) -> None:
+DEFAULT_DLR_TIMEOUT = int(BY_VARIABLE["DLR_TIMEOUT"].default or 0)  # of a worker without one
+
+
+def timer_queues(names: Names, services: Iterable[Service]) -> list[str]:
+    """``NS.timers`` and the ``NS.waiting-Ns`` queue of each ``DLR_TIMEOUT`` the workers
+    among ``services`` ran with: every worker declares them."""
+    seconds = {
+        int(service.env.get("DLR_TIMEOUT") or DEFAULT_DLR_TIMEOUT)
+        for service in services
+        if service.role == "work"
+    }
+    return [names.timers, *(names.waiting(n) for n in sorted(seconds) if n > 0)]
+
+
+async def delete_namespace(amqp_url: str, names: Names, queues: Collection[str] = ()) -> None:
+    """The standard queues and exchanges of ``names``, ``NS.sub.faults`` and ``queues``."""
     with contextlib.suppress(Exception):  # the private broker may be down already
-        await delete_topology(names, [names.subscriber("faults")], amqp_url)
+        await delete_topology(names, [names.subscriber("faults"), *queues], amqp_url)
 
 
 # --- report -------------------------------------------------------------------------------
