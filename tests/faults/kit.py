@@ -7,7 +7,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from ingest.names import Names
 from ingest.settings import BY_VARIABLE
 from tests.schema_check import check_event
 from tests.support import Proc, Stack, delete_topology, free_port, postback_json, postback_xml
+from worker import timers
 
 from .services import PrivateRabbit, PrivateRedis
 
@@ -264,9 +265,11 @@ class Load:
 @dataclass
 class Seen:
     tracking: str | None
-    event_id: str
+    event_id: str  # the message id
     received_at: str
     code: str
+    lifecycle: dict[str, Any] | None = None
+    routing_key: str = ""
 
 
 @dataclass
@@ -285,13 +288,21 @@ class Downstream:
             await topology.subscribe(channel, self.names, "faults", ["#"])
 
     async def collect(
-        self, expected: Collection[str], timeout: float = 60, settle: float = 1.5
+        self,
+        expected: Collection[str],
+        timeout: float = 60,
+        settle: float = 1.5,
+        until: Callable[[], bool] | None = None,
     ) -> None:
-        """Read events until every tracking id in ``expected`` was seen (or ``timeout``),
-        then ``settle`` seconds more to catch any late duplicate."""
+        """Read events until every tracking id in ``expected`` was seen and ``until()``
+        holds (or ``timeout``), then ``settle`` seconds more to catch any late duplicate."""
         missing = set(expected) - self.trackings()
+
+        def done() -> bool:
+            return not missing and (until is None or until())
+
         complete = asyncio.Event()
-        if not missing:
+        if done():
             complete.set()
 
         nonconforming: list[str] = []
@@ -310,11 +321,18 @@ class Downstream:
                 nonconforming.append(str(exc))
             tracking = event.get("tracking_id")
             self.events.append(
-                Seen(tracking, str(message.message_id), event["received_at"], event["code"])
+                Seen(
+                    tracking,
+                    str(message.message_id),
+                    event["received_at"],
+                    event["code"],
+                    event.get("lifecycle"),
+                    str(message.routing_key),
+                )
             )
             missing.discard(tracking)
             await message.ack()  # only once recorded: anything still in flight goes back
-            if not missing:
+            if done():
                 complete.set()
 
         async with await aio_pika.connect(self.amqp_url) as connection:
@@ -332,6 +350,19 @@ class Downstream:
 
     def trackings(self) -> set[str]:
         return {seen.tracking for seen in self.events if seen.tracking is not None}
+
+    def with_code(self, code: str) -> set[str]:
+        """The tracking ids of the events of ``code`` read."""
+        return {s.tracking for s in self.events if s.code == code and s.tracking is not None}
+
+    async def wait_for(
+        self, code: str, trackings: Collection[str], timeout: float = 60
+    ) -> list[str]:
+        """Read events until each of ``trackings`` has one of ``code``, at most ``timeout``
+        seconds; those still without one."""
+        wanted = set(trackings)
+        await self.collect((), timeout, settle=0, until=lambda: wanted <= self.with_code(code))
+        return sorted(wanted - self.with_code(code))
 
     def count_by_tracking(self) -> collections.Counter[str | None]:
         return collections.Counter(seen.tracking for seen in self.events)
@@ -367,6 +398,136 @@ def tally(shots: Iterable[Shot], downstream: Downstream) -> Tally:
         duplicate_ids=tuple(duplicates[:10]),
         unasked=unasked,
     )
+
+
+# --- lifecycles and receipt timeouts (contract section 6) ----------------------------------
+
+TIMED_OUT_KEY = "mms_mt.delivery.timed_out.timeout"
+
+
+def twice(events: Iterable[Seen]) -> list[str]:
+    """Message ids read more than once: events published twice."""
+    counts = collections.Counter(seen.event_id for seen in events)
+    return sorted(message_id for message_id, n in counts.items() if n > 1)
+
+
+@dataclass(frozen=True)
+class Lifecycles:
+    """What section 6 says of the events of some delivery lifecycles, each started by one
+    N101 (sent) and, for those in ``answered``, closed by one N102 (delivered)."""
+
+    timeouts: int  # timed_out events read
+    expected_timeouts: int  # lifecycles still open when their timer came due
+    receipt_first: int  # answered lifecycles whose N102 came before the timeout
+    late_sent: int  # answered lifecycles whose N101 was applied after their N102
+    problems: tuple[str, ...]
+
+
+def check_lifecycles(
+    events: Iterable[Seen], trackings: Collection[str], answered: Collection[str]
+) -> Lifecycles:
+    """Each tracking id of ``trackings`` has its N101, its N102 when in ``answered``, and
+    exactly one ``timed_out`` event when its lifecycle was not final when the timer came
+    due: never answered, or its N102 applied after the timeout (the N102's
+    ``lifecycle.previous`` says ``timed_out``), never when the N102 came first. Seqs
+    distinct, from 1; the event with the highest says the final state; a late N101 is
+    stale; every ``timed_out`` event as the contract builds it."""
+    mine: dict[str, list[Seen]] = {tracking: [] for tracking in trackings}
+    for read in events:
+        if read.tracking in mine:
+            mine[read.tracking].append(read)
+    problems: list[str] = []
+    timeouts = expected = receipt_first = late_sent = 0
+    for tracking, seen in sorted(mine.items()):
+        codes = collections.Counter(s.code for s in seen)
+        wanted_codes = {"N101": 1, "N102": 1 if tracking in answered else 0}
+        if any(codes[code] != n for code, n in wanted_codes.items()):
+            problems.append(f"{tracking}: events {dict(codes)}")
+            continue
+        steps = {s.event_id: s.lifecycle or {} for s in seen}
+        seqs = sorted(int(step.get("seq", 0)) for step in steps.values())
+        if seqs[0] != 1 or len(set(seqs)) != len(seqs):
+            problems.append(f"{tracking}: lifecycle seqs {seqs}")
+            continue
+        by_code = {s.code: s for s in seen}
+        sent = by_code["N101"].lifecycle or {}
+        receipt = by_code["N102"].lifecycle if "N102" in by_code else None
+        if receipt is None:
+            opened = True
+        elif receipt["seq"] < sent["seq"]:
+            opened = False  # first event final: no timer armed
+            late_sent += 1
+            if not (sent["stale"] and sent["current"] == "delivered"):
+                problems.append(f"{tracking}: the N101 after its N102 is not stale: {sent}")
+        else:
+            opened = receipt["previous"] == "timed_out"
+            receipt_first += 0 if opened else 1
+        expected += 1 if opened else 0
+        found = [s for s in seen if s.code == "TIMEOUT"]
+        timeouts += len(found)
+        if len(found) != (1 if opened else 0):
+            problems.append(
+                f"{tracking}: {len(found)} timed_out events for a lifecycle "
+                + ("open when its timer came due" if opened else "final before its timer")
+            )
+        for timeout in found:
+            step = timeout.lifecycle or {}
+            if timeout.routing_key != TIMED_OUT_KEY or (
+                step.get("previous"),
+                step.get("current"),
+                step.get("final"),
+                step.get("stale"),
+            ) != ("sent", "timed_out", True, False):
+                problems.append(f"{tracking}: timed_out event {timeout.routing_key} {step}")
+        last = max(seen, key=lambda s: int((s.lifecycle or {})["seq"])).lifecycle or {}
+        final_state = "delivered" if receipt is not None else "timed_out"
+        if (last.get("current"), last.get("final")) != (final_state, True):
+            problems.append(f"{tracking}: the highest seq says {last}, not {final_state}")
+    return Lifecycles(timeouts, expected, receipt_first, late_sent, tuple(problems))
+
+
+def lifecycle_tally(downstream: Downstream, sent: int, result: Lifecycles) -> Tally:
+    """A report row's counts for a lifecycle test: postbacks sent (all answered 200),
+    events read, lifecycles not as section 6 says (as "lost"), events read twice."""
+    doubled = twice(downstream.events)
+    return Tally(
+        sent=sent,
+        ok=sent,
+        downstream=len(downstream.events),
+        lost=len(result.problems),
+        duplicates=len(doubled),
+        lost_ids=(),
+        duplicate_ids=tuple(doubled[:10]),
+        unasked=0,
+    )
+
+
+async def copy_timers(
+    amqp_url: str, names: Names, seconds: int, events: Iterable[Seen], trackings: Collection[str]
+) -> int:
+    """A second receipt timer, into ``NS.waiting-Ns``, for the lifecycle of each tracking id
+    of ``trackings`` that an N101 started (as read in ``events``): the broker dead-letters
+    a timer at least once, so a worker may get one twice. Returns how many."""
+    firsts = [
+        seen
+        for seen in events
+        if seen.tracking in trackings
+        and seen.code == "N101"
+        and (seen.lifecycle or {}).get("seq") == 1
+    ]
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for seen in firsts:
+            event = {
+                "origin": "MMS_MT",
+                "family": "delivery",
+                "tracking_id": seen.tracking,
+                "event_id": seen.event_id,
+            }
+            await channel.default_exchange.publish(
+                timers.arm(event, seconds), routing_key=names.waiting(seconds)
+            )
+    return len(firsts)
 
 
 DEFAULT_DLR_TIMEOUT = int(BY_VARIABLE["DLR_TIMEOUT"].default or 0)  # of a worker without one
