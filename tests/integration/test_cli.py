@@ -129,14 +129,14 @@ async def test_bad_setting_stops_start_up_with_one_line_and_exit_2(
     ],
 )
 async def test_a_port_in_use_is_named_not_blamed_on_the_broker(
-    command: str, variable: str, port_setting: str
+    command: str, variable: str, port_setting: str, namespace: str
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         settings = {port_setting: str(port), "INGEST_HOST": "127.0.0.1"}
-        done = await postbacks(new_namespace(), command, timeout=20, **settings)
+        done = await postbacks(namespace, command, timeout=20, **settings)
     last = done.stderr.strip().splitlines()[-1]
     assert done.code == 2, done.stderr
     assert variable in last and f"127.0.0.1:{port}" in last, last
@@ -158,13 +158,13 @@ def refusals(stderr: str) -> list[str]:
     return found
 
 
-async def test_run_with_its_port_in_use_says_so_once_and_exits_2() -> None:
+async def test_run_with_its_port_in_use_says_so_once_and_exits_2(namespace: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         done = await postbacks(
-            new_namespace(),
+            namespace,
             "run",
             timeout=30,
             INGEST_HOST="127.0.0.1",
