@@ -10,9 +10,28 @@ import time
 import uuid
 from typing import Any
 
-from tests.support import Subscriber, http_session, post, postback_json, postback_xml
+import aio_pika
+from prometheus_client import generate_latest
 
-from ._helpers import pipeline, receiver, settings_for, worker
+from ingest import lifecycle, topology
+from ingest.envelope import Record
+from ingest.event import received_at_now
+from ingest.names import Names
+from tests.support import (
+    REDIS_URL,
+    Subscriber,
+    http_session,
+    post,
+    postback_json,
+    postback_xml,
+)
+from worker.lifecycles import Change
+from worker.stores import open_stores
+from worker.timers import CONTENT_TYPE as TIMER_CONTENT_TYPE
+from worker.timers import armed
+from worker.transform import Outgoing, transform
+
+from ._helpers import metric, pipeline, receiver, settings_for, worker
 
 
 async def _send(url: str, *bodies: bytes) -> list[int]:
@@ -137,3 +156,52 @@ async def test_a_timer_that_came_due_while_no_worker_ran_fires_once_one_is_back(
             received = await subscriber.take(1, timeout=20, settle=2.0)
     assert nothing == []
     assert [r.event["code"] for r in received] == ["TIMEOUT"]
+
+
+async def test_a_timer_back_after_its_commit_did_not_happen_publishes_its_timed_out(
+    namespace: str,
+) -> None:
+    """The state a timer's first delivery leaves when it stepped the lifecycle and claimed
+    the ``timed_out`` id, and then its commit did not happen (worker killed, node lost): the
+    lifecycle is final by this very timeout, the id holds this timer's pending mark, and no
+    ``timed_out`` event is out. The timer, delivered again, must publish it (counted as
+    republished), not skip the lifecycle as final."""
+    settings = settings_for(namespace, dlr_timeout=2, redis_url=REDIS_URL)
+    names = Names(namespace)
+    record = Record(uuid.uuid4().hex, received_at_now(), "xml", None, postback_xml("N101", "d"))
+    out = transform(record)
+    assert isinstance(out, Outgoing)
+    event = out.event
+    key = lifecycle.key(event)
+    assert key is not None
+    timer = armed(event, 2)
+    stores = open_stores(settings)
+    try:
+        await stores.lifecycles.step([Change.of(event, key)])
+        found = await stores.lifecycles.get(key)
+        assert found is not None
+        latest = {**found.latest, "origin": key[0], "family": key[1], "tracking_id": key[2]}
+        timed_out = lifecycle.timed_out_event(latest, event["event_id"], 2, received_at_now())
+        assert await stores.lifecycles.step([Change.of(timed_out, key)], only_open=True)
+        assert await stores.dedup.claim([(timed_out["event_id"], f"{timer.message_id}/timer")])
+    finally:
+        await stores.close()
+    async with Subscriber(namespace, "all", ["#"]) as subscriber:
+        await topology.declare(subscriber.channel, names)
+        await topology.declare_timers(subscriber.channel, names, 2)
+        await subscriber.channel.default_exchange.publish(
+            aio_pika.Message(
+                timer.body,
+                content_type=TIMER_CONTENT_TYPE,
+                message_id=timer.message_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            names.timers,
+        )
+        async with worker(settings) as running:
+            received = await subscriber.take(1, timeout=15, settle=1.0)
+            text = generate_latest(running.metrics.registry).decode()
+    assert [r.event["event_id"] for r in received] == [timed_out["event_id"]]
+    assert received[0].event["status"] == "timed_out"
+    assert received[0].event["lifecycle"]["current"] == "timed_out"
+    assert metric(text, "postbacks_events_republished_total") == 1
