@@ -19,10 +19,11 @@ Two modes, one rule (:func:`confirms_for`):
   has just died and no new leader is known there yet, so the intake acks were committed
   and the events were gone (tests/cluster/test_rabbit_cluster_infra.py: 20 of 350
   committed publishes lost within a second of the kill; 0 of 340 acked with confirms, which
-  nack the rest; see docs/faults.md). With confirms (on a channel of their own: acks are on the consuming
-  one) the acks are sent only after every publish of the group is confirmed; a refused
-  one is published again, on a new channel (a channel a quorum queue refused once goes on
-  refusing), after a pause growing to :data:`REFUSED_PAUSE_MAX`, the group still unacked.
+  nack the rest; see docs/faults.md). With confirms (on a channel of their own: acks are
+  on the consuming one) the acks are sent only after every publish of the group is
+  confirmed; a refused one is published again, on a new channel (a channel a quorum
+  queue refused once goes on refusing), after a pause growing to
+  :data:`REFUSED_PAUSE_MAX`, the group still unacked.
   The price: a worker killed between its publishes and its acks leaves events that its
   redelivery publishes again (counted as republished).
 
