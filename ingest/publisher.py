@@ -202,6 +202,8 @@ class IntakePublisher:
                 # quorum queue electing a new leader nacks meanwhile; the link goes on to
                 # the next node): try again while the oldest postback can still wait.
                 # Publishing twice is safe: a second copy's events are dropped as duplicates.
+                if isinstance(exc, aio_pika.exceptions.DeliveryError):
+                    self._refused()
                 if deadline - time.monotonic() < RETRY_MARGIN + RETRY_PAUSE:
                     await self._fallback(batch, exc)
                     return
@@ -212,6 +214,15 @@ class IntakePublisher:
         # Answered one step later: the lane first hands the next batch to the connection's
         # writer, so that batch goes out before this one's requests are answered.
         asyncio.get_running_loop().call_soon(_confirm, batch)
+
+    def _refused(self) -> None:
+        """The broker nacked the batch. A channel that a quorum queue has refused goes on
+        refusing (RabbitMQ 3.10: on a node that has not yet learnt the queue's new leader,
+        and even once the queue takes publishes again), so end this connection's session:
+        the link goes on at once with a fresh connection and channel. The node is not
+        avoided: it is fine, only that channel is not."""
+        self._up = False
+        self._lost.set()
 
     def _abandon(self, reason: str) -> None:
         """Give up the current node: close its connection, so the link goes on to the next."""

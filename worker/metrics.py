@@ -29,7 +29,7 @@ class WorkerMetrics:
             "Events published again from a redelivered intake message whose earlier delivery "
             "claimed them: they may have been published already (the node died during the "
             "commit or, on a cluster, before the acks), so subscribers may see this event id "
-            "twice (same message_id).",
+            "twice (same message_id). Counted when sent.",
             registry=r,
         )
         self.lifecycle_seconds = Histogram(

@@ -139,14 +139,14 @@ class TimerConsumer:
                 confirmations.append(asyncio.ensure_future(publishing))
             else:
                 await publishing
+        if prepared.republished:  # counted as sent (see worker.worker)
+            self.worker.metrics.republished.inc(prepared.republished)
         return Sent(prepared, confirmations)
 
     async def committed(self, done: TimersDone) -> None:
         worker = self.worker
         for family in done.published.values():
             worker.metrics.timeouts.labels(family=family).inc()
-        if done.republished:
-            worker.metrics.republished.inc(done.republished)
         worker.published += len(done.published)
         count_appended(worker.metrics, worker.settings.history, (m.body for m, _ in done.messages))
         if done.published:

@@ -227,6 +227,10 @@ class Worker:
             published.append(item.out)
             claimed.append((item.out.event["event_id"], item.mark))
         confirmations = await self._send(channel, events, published, batch)
+        # Counted as sent, not as committed: on a cluster a refused attempt may have had
+        # some of its publishes taken before it is published again.
+        if again:
+            self.metrics.republished.inc(again)
         done = _Done(started, published, batch, claimed, again)
         return Sent(done, confirmations, list(batch.retry))
 
@@ -301,7 +305,6 @@ class Worker:
         if stale:
             self.metrics.stale.inc(stale)
         self.metrics.duplicates.inc(len(batch.events) - len(published))
-        self.metrics.republished.inc(done.republished)
         if batch.rejected:
             self.metrics.quarantined.labels(kind="invalid").inc(len(batch.rejected))
         if batch.poison:

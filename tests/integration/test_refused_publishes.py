@@ -91,5 +91,7 @@ async def test_refused_events_keep_their_intake_message_until_they_are_taken(
         finally:
             with contextlib.suppress(subprocess.CalledProcessError):  # cleared already
                 rabbitmqctl("clear_policy", policy)
-    assert metric(text, "postbacks_events_republished_total") == 3
+    # Every attempt after the first sent the 3 events again, each counted as sent.
+    republished = metric(text, "postbacks_events_republished_total")
+    assert republished >= 3 and republished % 3 == 0, republished
     assert await queue_count(names.intake) == 0
