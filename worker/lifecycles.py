@@ -235,15 +235,18 @@ local function step(key, index, a)
 end
 """
 _STEP = _STEP_FUNCTION + "return step(KEYS[1], KEYS[2], ARGV)\n"
-# Standalone Redis (no slots): a chunk of a batch's changes in one call, KEYS in pairs and
-# ARGV in nines as above; the answer is one JSON array (a step, or false, per change).
+# Standalone Redis (no slots): a chunk of a batch's changes in one call, KEYS in pairs as
+# above; ARGV[1] the ttl, ARGV[2] only_open, ARGV[3] one JSON array with, per change, the
+# other seven arguments above in order (id, status, final, code, received_at, latest,
+# member): one argument for the chunk instead of nine per change, which redis-py would
+# encode one by one. The answer is one JSON array (a step, or false, per change).
 _STEP_MANY = (
     _STEP_FUNCTION
     + """
+local changes = cjson.decode(ARGV[3])
 local out = {}
-for i = 1, #KEYS / 2 do
-  local a = {}
-  for j = 1, 9 do a[j] = ARGV[(i - 1) * 9 + j] end
+for i, c in ipairs(changes) do
+  local a = {c[1], c[2], c[3], c[4], c[5], ARGV[1], c[6], ARGV[2], c[7]}
   out[i] = step(KEYS[2 * i - 1], KEYS[2 * i], a) or 'false'
 end
 return '[' .. table.concat(out, ',') .. ']'
@@ -298,12 +301,11 @@ class RedisLifecycles:
                 )
             )
         if not self.link.cluster:
-            many = []
+            many: list[tuple[list[str], list[str | bytes]]] = []
             for start in range(0, len(calls), CHUNK):
                 chunk = calls[start : start + CHUNK]
-                many.append(
-                    ([k for keys, _ in chunk for k in keys], [a for _, args in chunk for a in args])
-                )
+                packed = orjson.dumps([(*args[:5], args[6], args[8]) for _, args in chunk])
+                many.append(([k for keys, _ in chunk for k in keys], [ttl, open_only, packed]))
             entries = [
                 e for answer in await _STEP_MANY_LUA.run(client, many) for e in orjson.loads(answer)
             ]

@@ -20,7 +20,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
-Call = tuple[Sequence[str], Sequence[str]]  # (keys, args) of one script call
+Call = tuple[Sequence[str], Sequence[str | bytes]]  # (keys, args) of one script call
 # The scripts loaded (SCRIPT LOAD) through each client, so each is loaded once per client.
 _LOADED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
