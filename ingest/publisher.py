@@ -203,7 +203,11 @@ class IntakePublisher:
                 # the next node): try again while the oldest postback can still wait.
                 # Publishing twice is safe: a second copy's events are dropped as duplicates.
                 if isinstance(exc, aio_pika.exceptions.DeliveryError):
-                    self._refused()
+                    # A channel that a quorum queue has refused goes on refusing (RabbitMQ
+                    # 3.10: on a node that has not yet learnt the queue's new leader, and
+                    # even once the queue takes publishes again). The node is fine, only
+                    # that channel is not: go on through a fresh one, not avoiding it.
+                    self._reconnect()
                 if deadline - time.monotonic() < RETRY_MARGIN + RETRY_PAUSE:
                     await self._fallback(batch, exc)
                     return
@@ -215,23 +219,19 @@ class IntakePublisher:
         # writer, so that batch goes out before this one's requests are answered.
         asyncio.get_running_loop().call_soon(_confirm, batch)
 
-    def _refused(self) -> None:
-        """The broker nacked the batch. A channel that a quorum queue has refused goes on
-        refusing (RabbitMQ 3.10: on a node that has not yet learnt the queue's new leader,
-        and even once the queue takes publishes again), so end this connection's session:
-        the link goes on at once with a fresh connection and channel. The node is not
-        avoided: it is fine, only that channel is not."""
+    def _reconnect(self) -> None:
+        """End this connection's session: the link goes on at once to the next node, with a
+        fresh connection and channel."""
         self._up = False
         self._lost.set()
 
     def _abandon(self, reason: str) -> None:
-        """Give up the current node: close its connection, so the link goes on to the next."""
-        self._up = False
+        """Give up the current node: try it last for a while, and go on to the next."""
         self.problem = f"broker node given up: {reason}"
         log.warning("broker node given up", extra={"reason": reason})
         if self._link is not None:
             self._link.nodes.avoid(self._link.nodes.current)
-        self._lost.set()  # the link's session ends and it goes on to the next node
+        self._reconnect()
 
     async def _fallback(self, batch: list[_Pending], exc: BaseException) -> None:
         reason = _describe(exc) if not isinstance(exc, Unavailable) else str(exc)

@@ -37,9 +37,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aio_pika.abc import (
     AbstractChannel,
@@ -79,6 +79,20 @@ async def commit(transaction: AbstractTransaction) -> None:
         await asyncio.wait_for(transaction.commit(), COMMIT_TIMEOUT)
     except TimeoutError:
         raise ConnectionError(f"no commit-ok within {COMMIT_TIMEOUT:g} s") from None
+
+
+async def publish_one(
+    publishing: Coroutine[Any, Any, object],
+    confirmations: list[asyncio.Future[object]],
+    confirms: bool,
+) -> None:
+    """One aio-pika publish of a group: in confirm mode it goes on in the background and
+    its confirm joins ``confirmations`` (waited for with the group's), in a transaction it
+    is awaited here (the commit is what counts)."""
+    if confirms:
+        confirmations.append(asyncio.ensure_future(publishing))
+    else:
+        await publishing
 
 
 @dataclass(slots=True)
@@ -139,10 +153,6 @@ class Consumer(Generic[P, D]):
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         channel.close_callbacks.add(self.lose)
-
-    @property
-    def confirms(self) -> bool:
-        return self.transaction is None
 
     @classmethod
     async def open(

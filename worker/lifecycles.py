@@ -278,38 +278,39 @@ class RedisLifecycles:
             return []
         client = await self.link.client()
         ttl, open_only = str(self.ttl), "1" if only_open else "0"
-        calls = []
+        keys: list[tuple[str, str]] = []
+        rows: list[tuple[str, ...]] = []  # per change: the script's ARGV but ttl and only_open
         for change in changes:
             latest = "" if change.latest is None else orjson.dumps(change.latest).decode()
             origin, family, tracking = change.key
-            index = f"{self.prefix}{{{tracking}}}"
+            index = self.index(tracking)
             member = f"{origin}|{family}"
-            calls.append(
+            keys.append((f"{index}:{member}", index))
+            rows.append(
                 (
-                    (f"{index}:{member}", index),
-                    (
-                        change.event_id,
-                        change.status,
-                        "1" if change.final else "0",
-                        change.code,
-                        change.received_at,
-                        ttl,
-                        latest,
-                        open_only,
-                        member,
-                    ),
+                    change.event_id,
+                    change.status,
+                    "1" if change.final else "0",
+                    change.code,
+                    change.received_at,
+                    latest,
+                    member,
                 )
             )
         if not self.link.cluster:
             many: list[tuple[list[str], list[str | bytes]]] = []
-            for start in range(0, len(calls), CHUNK):
-                chunk = calls[start : start + CHUNK]
-                packed = orjson.dumps([(*args[:5], args[6], args[8]) for _, args in chunk])
-                many.append(([k for keys, _ in chunk for k in keys], [ttl, open_only, packed]))
+            for start in range(0, len(rows), CHUNK):
+                chunk_keys = [k for pair in keys[start : start + CHUNK] for k in pair]
+                packed = orjson.dumps(rows[start : start + CHUNK])
+                many.append((chunk_keys, [ttl, open_only, packed]))
             entries = [
                 e for answer in await _STEP_MANY_LUA.run(client, many) for e in orjson.loads(answer)
             ]
             return [None if not entry else _step_of(entry) for entry in entries]
+        calls = [
+            (pair, (*row[:5], ttl, row[5], open_only, row[6]))
+            for pair, row in zip(keys, rows, strict=True)
+        ]
         async with guarded():
             answers = await _STEP_LUA.run(client, calls)
         return [None if not answer else _step_of(orjson.loads(answer)) for answer in answers]

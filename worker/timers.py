@@ -35,7 +35,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from ingest import topology
 from ingest.event import amqp_headers, parse_received_at, received_at_now, routing_key
 from ingest.lifecycle import TIMER_FAMILIES, timed_out_event
-from worker.consumer import Consumer, Sent
+from worker.consumer import Consumer, Sent, publish_one
 from worker.history import count_appended
 from worker.lifecycles import Change
 
@@ -117,7 +117,6 @@ class TimerConsumer:
             max_group=PREFETCH,
             grace=2.0,
         )
-        self.confirms = consumer.confirms
         await topology.declare_events(consumer.channel, self.names)
         queue = await topology.declare_queue(consumer.channel, self.names.timers)
         await consumer.consume(queue)
@@ -134,11 +133,11 @@ class TimerConsumer:
         confirmations: list[asyncio.Future[object]] = []
         events = await channel.get_exchange(self.names.events, ensure=False)
         for message, routed in prepared.messages:
-            publishing = events.publish(message, routing_key=routed, mandatory=False)
-            if self.confirms:
-                confirmations.append(asyncio.ensure_future(publishing))
-            else:
-                await publishing
+            await publish_one(
+                events.publish(message, routing_key=routed, mandatory=False),
+                confirmations,
+                self.worker.confirms,
+            )
         if prepared.republished:  # counted as sent (see worker.worker)
             self.worker.metrics.republished.inc(prepared.republished)
         return Sent(prepared, confirmations)

@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from ingest import broker, lifecycle, topology
 from ingest.settings import Settings
 from worker import quarantine, wire
-from worker.consumer import Consumer, GiveUp, Sent, confirms_for
+from worker.consumer import Consumer, GiveUp, Sent, confirms_for, publish_one
 from worker.dedup import DedupStore, Verdict
 from worker.health import Health
 from worker.history import count_appended, show_limits
@@ -66,7 +66,6 @@ class _Done:
     published: list[Outgoing]
     batch: Batch
     claims: list[tuple[str, str]]  # (event id, mark) of each published event
-    republished: int  # of them, claimed earlier by this very delivery (the commit in doubt)
 
 
 class Worker:
@@ -231,7 +230,7 @@ class Worker:
         # some of its publishes taken before it is published again.
         if again:
             self.metrics.republished.inc(again)
-        done = _Done(started, published, batch, claimed, again)
+        done = _Done(started, published, batch, claimed)
         return Sent(done, confirmations, list(batch.retry))
 
     async def _send(
@@ -263,8 +262,7 @@ class Worker:
         for timer_id, timer_body in batch.timers:
             publish("", waiting, timer_body, content_type=TIMER_CONTENT_TYPE, message_id=timer_id)
         confirmations = await wire.write(channel, frames)
-        # The rare rest goes through aio-pika; in confirm mode each publish waits for its own
-        # confirm, all at once.
+        # The rare rest goes through aio-pika.
         others = [
             (quarantine.postback(rejected.record, rejected.reason), self.names.quarantine)
             for rejected in batch.rejected
@@ -276,11 +274,11 @@ class Worker:
         others += [(adopted.again, self.names.intake) for adopted in batch.adopted]
         default = channel.default_exchange
         for message, queue_name in others:
-            publishing = default.publish(message, routing_key=queue_name, mandatory=False)
-            if self.confirms:
-                confirmations.append(asyncio.ensure_future(publishing))
-            else:
-                await publishing
+            await publish_one(
+                default.publish(message, routing_key=queue_name, mandatory=False),
+                confirmations,
+                self.confirms,
+            )
         return confirmations
 
     def _committed(self, done: _Done) -> None:
