@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,54 +94,38 @@ class Processes:
     def close(self) -> None:
         self.stack.close()
 
-    def queues(self) -> str:
-        """``list_queues`` of this namespace on the first node that answers: messages,
-        ready, unacked, leader, online members."""
+    def _listings(self, *arguments: str) -> Iterator[str]:
+        """``list_queues`` with ``arguments``: the output of each node that answers, in
+        node order (asked lazily: stop reading once one will do)."""
         for node in self.rabbit.nodes:
             if not port_open(node.port):
                 continue
-            done = self.rabbit.ctl(
-                node.index,
-                "list_queues",
-                "name",
-                "messages",
-                "messages_ready",
-                "messages_unacknowledged",
-                "leader",
-                "online",
-                timeout=30,
-            )
+            done = self.rabbit.ctl(node.index, "list_queues", *arguments, timeout=30)
             if done.returncode == 0:
-                lines = done.stdout.splitlines()
-                return "\n".join(line for line in lines if line.startswith(self.namespace))
+                yield done.stdout
+
+    def queues(self) -> str:
+        """``list_queues`` of this namespace on the first node that answers: messages,
+        ready, unacked, leader, online members."""
+        columns = ("messages", "messages_ready", "messages_unacknowledged", "leader", "online")
+        for out in self._listings("name", *columns):
+            return "\n".join(line for line in out.splitlines() if line.startswith(self.namespace))
         return "(no node could list queues)"
 
     def depths(self) -> dict[str, tuple[int, int]]:
         """``NS.*`` queue → (messages ready, unacknowledged), asked of the first node that
         answers (empty when none does)."""
-        for node in self.rabbit.nodes:
-            if not port_open(node.port):
-                continue
-            done = self.rabbit.ctl(
-                node.index,
-                "list_queues",
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "--formatter",
-                "json",
-                timeout=30,
-            )
-            if done.returncode == 0:
-                with contextlib.suppress(ValueError):
-                    return {
-                        str(row["name"]): (
-                            int(row.get("messages_ready") or 0),
-                            int(row.get("messages_unacknowledged") or 0),
-                        )
-                        for row in json.loads(done.stdout or "[]")
-                        if str(row.get("name", "")).startswith(f"{self.namespace}.")
-                    }
+        columns = ("name", "messages_ready", "messages_unacknowledged")
+        for out in self._listings(*columns, "--formatter", "json"):
+            with contextlib.suppress(ValueError):
+                return {
+                    str(row["name"]): (
+                        int(row.get("messages_ready") or 0),
+                        int(row.get("messages_unacknowledged") or 0),
+                    )
+                    for row in json.loads(out or "[]")
+                    if str(row.get("name", "")).startswith(f"{self.namespace}.")
+                }
         return {}
 
     async def in_queue(self, queue: str, needles: Collection[str]) -> tuple[int, set[str]]:
